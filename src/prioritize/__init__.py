@@ -1,0 +1,51 @@
+"""prioritize: keep the important work of a service fast when it is overloaded.
+
+One policy (levels, classification rules and gates) decides who gets a scarce
+resource first, who waits and who is shed with a clear answer. The scheduler
+at the centre is sans-I/O (`prioritize.core`); front-ends adapt it to asyncio,
+threads, HTTP, job queues and pools.
+"""
+
+from __future__ import annotations
+
+from .core.levels import DEFAULT_LEVELS as DEFAULT_LEVELS
+from .core.levels import Level as Level
+from .core.levels import LevelSet as LevelSet
+from .core.policy import GatePolicy as GatePolicy
+from .core.policy import LevelPolicy as LevelPolicy
+from .core.policy import Order as Order
+from .core.policy import Percent as Percent
+from .core.scheduler import Scheduler as Scheduler
+from .core.stats import GateStats as GateStats
+from .core.stats import LevelStats as LevelStats
+from .core.tickets import Reason as Reason
+from .core.tickets import Ticket as Ticket
+from .core.tickets import TicketState as TicketState
+from .errors import ConfigError as ConfigError
+from .errors import PrioritizeError as PrioritizeError
+from .errors import Rejected as Rejected
+from .errors import TicketStateError as TicketStateError
+from .errors import UnknownLevelError as UnknownLevelError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "ConfigError",
+    "GatePolicy",
+    "GateStats",
+    "Level",
+    "LevelPolicy",
+    "LevelSet",
+    "LevelStats",
+    "Order",
+    "Percent",
+    "PrioritizeError",
+    "Reason",
+    "Rejected",
+    "Scheduler",
+    "Ticket",
+    "TicketState",
+    "TicketStateError",
+    "UnknownLevelError",
+]

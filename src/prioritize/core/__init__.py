@@ -1,0 +1,41 @@
+"""The sans-I/O core: levels, policies, tickets and the scheduler.
+
+Nothing here reads a clock, sleeps, locks or does I/O; every function that
+depends on time takes ``now``. `tests/core/test_purity.py` enforces it.
+"""
+
+from __future__ import annotations
+
+from .levels import DEFAULT_LEVELS as DEFAULT_LEVELS
+from .levels import Level as Level
+from .levels import LevelSet as LevelSet
+from .policy import GatePolicy as GatePolicy
+from .policy import LevelLimits as LevelLimits
+from .policy import LevelPolicy as LevelPolicy
+from .policy import Order as Order
+from .policy import Percent as Percent
+from .scheduler import Scheduler as Scheduler
+from .stats import GateStats as GateStats
+from .stats import LevelStats as LevelStats
+from .stats import WaitSummary as WaitSummary
+from .tickets import Reason as Reason
+from .tickets import Ticket as Ticket
+from .tickets import TicketState as TicketState
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "GatePolicy",
+    "GateStats",
+    "Level",
+    "LevelLimits",
+    "LevelPolicy",
+    "LevelSet",
+    "LevelStats",
+    "Order",
+    "Percent",
+    "Reason",
+    "Scheduler",
+    "Ticket",
+    "TicketState",
+    "WaitSummary",
+]

@@ -1,0 +1,544 @@
+"""The sans-I/O scheduler of one gate: who gets a seat now, who waits, who is shed.
+
+Theory of operation
+-------------------
+Every mutating call (`submit`, `release`, `cancel`, `expire`, `resize`,
+`close`) takes the current time and returns the tickets whose state it
+changed, other than by the caller's own hand: granted ones, and shed ones
+carrying ``reason`` and ``retry_after``. An adapter resolves exactly those
+(wakes a future, answers 503) and arms one timer for `next_deadline`. The
+scheduler never reads a clock, sleeps, locks or does I/O, so one instance
+behaves identically under asyncio, threads, a job worker or the simulator.
+
+The rules of DESIGN.md, as implemented in `_choose`:
+
+1. *Eligibility (trunk reservation).* Level i may take a free seat when it
+   holds fewer than ``max`` and, after taking it, the free seats still cover
+   the unmet ``min`` of every more important level.
+2. *Work conservation.* After every call, no waiting level is eligible while
+   a seat is free (`_dispatch` runs until that holds).
+3. *Guarantee.* When a free seat is going to be taken, the most important
+   waiting level below its ``min`` takes it, ahead of every level that would
+   borrow beyond its ``min``. A level below ``min`` is only ever kept out by
+   ``max`` or by every waiting level being ineligible, so a flood of more
+   important work cannot starve it: it gets the next seat that frees.
+4. *Order.* Otherwise ``strict`` serves the most important eligible level;
+   ``weighted`` uses stride scheduling over eligible levels (each grant
+   advances the level's pass by 1/weight; lowest pass wins, ties to the more
+   important). Deterministic and O(levels).
+5. *Flows.* Within a level, flows take turns (`Lane`); FIFO within a flow.
+6. *Shedding.* Queues are bounded per level and in total; a full gate
+   evicts the newest waiter of the least important waiting level for a more
+   important arrival, otherwise rejects the arrival. ``max_wait`` sheds
+   waiters via `expire` (and at dispatch, should the adapter's timer be late).
+7. *Resize.* Capacity changes re-resolve percentages; lowering it revokes
+   nothing, new grants wait until holders have drained below the new limits.
+
+Every operation is O(levels) plus amortised O(1) queue work, whatever the
+number of waiters or flows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import final
+
+from ..errors import ConfigError, TicketStateError
+from .lanes import Lane
+from .levels import Level, LevelSet
+from .policy import GatePolicy, LevelLimits, Order
+from .stats import GateStats, LevelStats, WaitHistogram
+from .tickets import Reason, Ticket, TicketState
+
+__all__ = ["Scheduler"]
+
+_NEW = TicketState.NEW
+_WAITING = TicketState.WAITING
+_GRANTED = TicketState.GRANTED
+_RELEASED = TicketState.RELEASED
+_CANCELLED = TicketState.CANCELLED
+_SHED = TicketState.SHED
+
+#: Completions are counted over two windows of this many seconds for ``retry_after``.
+_RATE_WINDOW = 5.0
+#: ``retry_after`` when nothing has completed recently to measure a rate from.
+_FALLBACK_RETRY_AFTER = 1.0
+_MAX_RETRY_AFTER = 3600.0
+
+
+@final
+class _Counters:
+    __slots__ = ("cancelled", "granted", "released", "shed", "submitted", "waits")
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.granted = 0
+        self.released = 0
+        self.cancelled = 0
+        self.shed: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.waits = WaitHistogram()
+
+
+@final
+class Scheduler:
+    """The seats, queues and shedding decisions of one gate, with time as an argument.
+
+    Not thread-safe: an adapter serialises calls (the event loop, a lock).
+    ``now`` must not go backwards; a smaller value than last seen is treated
+    as the last seen, so adapters that read the clock before taking their
+    lock stay correct.
+    """
+
+    __slots__ = (
+        "_capacity",
+        "_closed",
+        "_counters",
+        "_has_min",
+        "_in_use",
+        "_lanes",
+        "_limits",
+        "_now",
+        "_prev_completions",
+        "_queue_limit",
+        "_reserve",
+        "_reserve_stale",
+        "_vtime",
+        "_waiting",
+        "_weighted",
+        "_win_completions",
+        "_win_start",
+        "levels",
+        "name",
+        "policy",
+    )
+
+    def __init__(self, policy: GatePolicy) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self.levels: LevelSet = policy.level_set
+        self._lanes = [Lane(level) for level in self.levels]
+        self._counters = [_Counters() for _ in self.levels]
+        self._weighted = policy.order is Order.WEIGHTED
+        self._queue_limit = policy.queue
+        self._capacity = 0
+        self._in_use = 0
+        self._waiting = 0
+        self._closed = False
+        self._now = -math.inf
+        self._vtime = 0.0
+        self._reserve = [0] * len(self._lanes)
+        self._reserve_stale = True
+        self._has_min = False
+        self._limits: list[LevelLimits] = []
+        self._win_start = 0.0
+        self._win_completions = 0
+        self._prev_completions = 0
+        self._apply_capacity(policy.capacity)
+
+    # -- queries ----------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def in_use(self) -> int:
+        """Seats held now (may exceed capacity for a while after a resize down)."""
+        return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        """Tickets queued now, all levels together."""
+        return self._waiting
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def held(self, level: Level | str | int) -> int:
+        return self._lanes[self.levels.resolve(level).rank].held
+
+    def waiting_at(self, level: Level | str | int) -> int:
+        return self._lanes[self.levels.resolve(level).rank].waiting
+
+    def limits(self, level: Level | str | int) -> LevelLimits:
+        """The level's knobs resolved for the current capacity."""
+        return self._limits[self.levels.resolve(level).rank]
+
+    def waiting_tickets(self, level: Level | str | int) -> list[Ticket]:
+        """Queued tickets of one level in arrival order (O(n); for inspection and tests)."""
+        return self._lanes[self.levels.resolve(level).rank].tickets()
+
+    def next_deadline(self) -> float | None:
+        """When the oldest waiter reaches ``max_wait``: the time to call `expire` next."""
+        soonest: float | None = None
+        if self._waiting:
+            for lane in self._lanes:
+                if lane.waiting and lane.max_wait != math.inf:
+                    oldest = lane.oldest()
+                    if oldest is not None and (soonest is None or oldest.deadline < soonest):
+                        soonest = oldest.deadline
+        return soonest
+
+    def stats(self) -> GateStats:
+        """A frozen snapshot of seats, queues and counters per level."""
+        levels = tuple(
+            LevelStats(
+                level=lane.level.name,
+                min=lane.min,
+                max=lane.max,
+                in_use=lane.held,
+                waiting=lane.waiting,
+                flows=lane.flow_count(),
+                submitted=c.submitted,
+                granted=c.granted,
+                released=c.released,
+                cancelled=c.cancelled,
+                shed=dict(c.shed),
+                wait=c.waits.summary(),
+            )
+            for lane, c in zip(self._lanes, self._counters, strict=True)
+        )
+        return GateStats(self.name, self._capacity, self._in_use, self._waiting, levels)
+
+    def completion_rate(self, now: float) -> float:
+        """Releases per second over the recent window (the ``retry_after`` denominator)."""
+        elapsed = max(now, self._now) - self._win_start
+        if elapsed >= 2 * _RATE_WINDOW:
+            return 0.0
+        if elapsed >= _RATE_WINDOW:
+            carried = self._win_completions * (1.0 - (elapsed - _RATE_WINDOW) / _RATE_WINDOW)
+            return carried / _RATE_WINDOW
+        carried = self._prev_completions * (1.0 - elapsed / _RATE_WINDOW)
+        return (carried + self._win_completions) / _RATE_WINDOW
+
+    # -- mutations --------------------------------------------------------------
+
+    def ticket(
+        self,
+        level: Level | str | int,
+        flow: Hashable | None = None,
+        data: object = None,
+        *,
+        wait: bool = True,
+    ) -> Ticket:
+        """A new ticket of this gate's level set (names and ranks are resolved here)."""
+        return Ticket(self.levels.resolve(level), flow, data, wait=wait)
+
+    def submit(self, ticket: Ticket, now: float) -> list[Ticket]:
+        """Ask for a seat. The ticket ends up GRANTED, WAITING or SHED.
+
+        Returns every ticket whose state changed, the submitted one included
+        unless it is left waiting, plus any waiter evicted to make room.
+        """
+        if ticket.state is not _NEW:
+            raise TicketStateError(
+                f"{ticket!r} was already submitted; submit only new tickets, once"
+            )
+        rank = ticket.level.rank
+        lanes = self._lanes
+        if rank >= len(lanes) or lanes[rank].level != ticket.level:
+            raise TicketStateError(
+                f"{ticket!r} has level {ticket.level!r}, which is not one of gate "
+                f"{self.name!r}'s levels {self.levels.names}; create it with Scheduler.ticket()"
+            )
+        if now > self._now:
+            self._now = now
+        else:
+            now = self._now
+        lane = lanes[rank]
+        ticket.submitted_at = now
+        self._counters[rank].submitted += 1
+        if self._closed:
+            self._shed(ticket, Reason.SHUTDOWN, now)
+            return [ticket]
+        free = self._capacity - self._in_use
+        if (
+            free > 0
+            and lane.held < lane.max
+            and free > (self._reserves()[rank] if self._has_min else 0)
+        ):
+            if not self._waiting:
+                self._grant(lane, ticket, now)
+                return [ticket]
+            # Seats are free but others wait; let the full rules decide between them.
+            changed: list[Ticket] = []
+            self._enqueue(lane, ticket, now)
+            self._dispatch(now, changed)
+            if ticket.state is _GRANTED:
+                return changed
+            lane.pop_newest()  # it is the newest arrival; requeue it under the bounds below
+            self._waiting -= 1
+            ticket.state = _NEW
+            return changed + self._queue_or_shed(lane, ticket, now)
+        return self._queue_or_shed(lane, ticket, now)
+
+    def release(self, ticket: Ticket, now: float) -> list[Ticket]:
+        """Give a granted ticket's seat back; returns the tickets granted in its place."""
+        if ticket.state is not _GRANTED:
+            raise TicketStateError(f"cannot release {ticket!r}: only a granted ticket holds a seat")
+        lane = self._lane_of(ticket)
+        if now > self._now:
+            self._now = now
+        else:
+            now = self._now
+        ticket.state = _RELEASED
+        held = lane.held
+        lane.held = held - 1
+        if held <= lane.min:
+            self._reserve_stale = True
+        self._in_use -= 1
+        self._counters[lane.level.rank].released += 1
+        if now - self._win_start >= _RATE_WINDOW:
+            self._roll_window(now)
+        self._win_completions += 1
+        if not self._waiting:
+            return []
+        changed: list[Ticket] = []
+        self._dispatch(now, changed)
+        return changed
+
+    def cancel(self, ticket: Ticket, now: float) -> list[Ticket]:
+        """Withdraw a request whatever its state.
+
+        A waiting ticket leaves its queue (CANCELLED); a granted one gives its
+        seat back, as `release` (RELEASED), which covers a cancellation that
+        races with a grant; a finished ticket is left as it is.
+        """
+        state = ticket.state
+        if state is _GRANTED:
+            return self.release(ticket, now)
+        if state is _WAITING:
+            lane = self._lane_of(ticket)
+            ticket.state = _CANCELLED
+            lane.remove(ticket)
+            self._waiting -= 1
+            self._counters[lane.level.rank].cancelled += 1
+            # Leaving can unblock nobody: a waiter only ever blocks by holding a seat.
+            return []
+        if state is _NEW:
+            ticket.state = _CANCELLED  # never submitted: nothing to count
+        return []
+
+    def expire(self, now: float) -> list[Ticket]:
+        """Shed every waiter that has waited its level's ``max_wait``.
+
+        Adapters call this from their one timer, armed for `next_deadline`.
+        """
+        self._now = max(self._now, now)
+        now = self._now
+        shed: list[Ticket] = []
+        if not self._waiting:
+            return shed
+        for lane in self._lanes:
+            if not lane.waiting or lane.max_wait == math.inf:
+                continue
+            while True:
+                oldest = lane.oldest()
+                if oldest is None or oldest.deadline > now:
+                    break
+                lane.pop_oldest()
+                self._waiting -= 1
+                self._shed(oldest, Reason.TIMEOUT, now)
+                shed.append(oldest)
+        return shed
+
+    def resize(self, capacity: int, now: float) -> list[Ticket]:
+        """Change the number of seats; returns tickets granted if it grew.
+
+        Lowering capacity takes no seat away: new grants wait until holders
+        drain below the new limits. Percentages are resolved again.
+        """
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ConfigError(f"gates.{self.name}.capacity: {capacity!r} is not a whole number ≥ 1")
+        self._now = max(self._now, now)
+        self._apply_capacity(capacity)
+        changed: list[Ticket] = []
+        self._dispatch(self._now, changed)
+        return changed
+
+    def close(self, now: float) -> list[Ticket]:
+        """Stop admitting: shed every waiter with reason ``shutdown``.
+
+        Holders keep their seats until they release; later submits are shed.
+        """
+        self._now = max(self._now, now)
+        self._closed = True
+        shed: list[Ticket] = []
+        for lane in self._lanes:
+            for ticket in lane.tickets():
+                ticket.state = _CANCELLED  # marks its entries stale before removal
+                lane.remove(ticket)
+                self._waiting -= 1
+                self._shed(ticket, Reason.SHUTDOWN, self._now)
+                shed.append(ticket)
+        return shed
+
+    # -- internals --------------------------------------------------------------
+
+    def _lane_of(self, ticket: Ticket) -> Lane:
+        rank = ticket.level.rank
+        if rank < len(self._lanes):
+            lane = self._lanes[rank]
+            if lane.level == ticket.level:
+                return lane
+        raise TicketStateError(f"{ticket!r} does not belong to gate {self.name!r}")
+
+    def _apply_capacity(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._limits = self.policy.resolve(capacity)
+        for lane, lim in zip(self._lanes, self._limits, strict=True):
+            lane.min = lim.min
+            lane.max = lim.max
+            lane.weight = lim.weight
+            lane.stride = 1.0 / lim.weight
+            lane.queue = lim.queue
+            lane.max_wait = lim.max_wait
+        self._has_min = any(lim.min for lim in self._limits)
+        self._reserve_stale = True
+
+    def _reserves(self) -> list[int]:
+        """For each level, the unmet ``min`` of all more important levels together."""
+        if self._reserve_stale:
+            total = 0
+            for lane in self._lanes:
+                self._reserve[lane.level.rank] = total
+                if lane.held < lane.min:
+                    total += lane.min - lane.held
+            self._reserve_stale = False
+        return self._reserve
+
+    def _grant(self, lane: Lane, ticket: Ticket, now: float) -> None:
+        ticket.state = _GRANTED
+        ticket.granted_at = now
+        held = lane.held
+        lane.held = held + 1
+        if held < lane.min:
+            self._reserve_stale = True
+        self._in_use += 1
+        counters = self._counters[lane.level.rank]
+        counters.granted += 1
+        counters.waits.record(now - ticket.submitted_at)
+
+    def _shed(self, ticket: Ticket, reason: Reason, now: float) -> None:
+        ticket.state = _SHED
+        ticket.reason = reason
+        ticket.retry_after = self._retry_after(ticket.level.rank, now)
+        self._counters[ticket.level.rank].shed[reason] += 1
+
+    def _enqueue(self, lane: Lane, ticket: Ticket, now: float) -> None:
+        ticket.state = _WAITING
+        ticket.deadline = now + lane.max_wait
+        if self._weighted and not lane.waiting and lane.pass_ < self._vtime:
+            lane.pass_ = self._vtime  # no credit hoarded while idle
+        lane.append(ticket)
+        self._waiting += 1
+
+    def _queue_or_shed(self, lane: Lane, ticket: Ticket, now: float) -> list[Ticket]:
+        if not ticket.wait or lane.max_wait <= 0.0:
+            self._shed(ticket, Reason.LIMIT, now)
+            return [ticket]
+        if lane.waiting >= lane.queue:
+            self._shed(ticket, Reason.QUEUE_FULL, now)
+            return [ticket]
+        if self._waiting >= self._queue_limit:
+            victim_lane = self._least_important_waiting()
+            if victim_lane is None or victim_lane.level.rank <= lane.level.rank:
+                self._shed(ticket, Reason.QUEUE_FULL, now)
+                return [ticket]
+            victim = victim_lane.pop_newest()
+            self._waiting -= 1
+            self._shed(victim, Reason.EVICTED, now)
+            self._enqueue(lane, ticket, now)
+            return [victim]
+        self._enqueue(lane, ticket, now)
+        return []
+
+    def _least_important_waiting(self) -> Lane | None:
+        for lane in reversed(self._lanes):
+            if lane.waiting:
+                return lane
+        return None
+
+    def _dispatch(self, now: float, changed: list[Ticket]) -> None:
+        """Hand free seats to waiters until none is free or no waiter is eligible."""
+        while self._waiting and self._in_use < self._capacity:
+            lane = self._choose()
+            if lane is None:
+                return
+            ticket = lane.pop_next()
+            self._waiting -= 1
+            if ticket.deadline < now:  # the adapter's expiry timer is late
+                self._shed(ticket, Reason.TIMEOUT, now)
+            else:
+                self._grant(lane, ticket, now)
+            changed.append(ticket)
+
+    def _choose(self) -> Lane | None:
+        if not self._has_min:
+            return self._choose_unreserved()
+        free = self._capacity - self._in_use
+        reserves = self._reserves()
+        guarantee: Lane | None = None
+        best: Lane | None = None
+        for lane in self._lanes:
+            if not lane.waiting or lane.held >= lane.max:
+                continue
+            if guarantee is None and lane.held < lane.min:
+                guarantee = lane
+            if free > reserves[lane.level.rank] and (
+                best is None or (self._weighted and lane.pass_ < best.pass_)
+            ):
+                best = lane
+        if best is None:
+            return None
+        if guarantee is not None:
+            return guarantee
+        if self._weighted:
+            self._charge(best)
+        return best
+
+    def _choose_unreserved(self) -> Lane | None:
+        # With no min anywhere every level is eligible below its max: the common case.
+        if not self._weighted:
+            for lane in self._lanes:
+                if lane.waiting and lane.held < lane.max:
+                    return lane
+            return None
+        best: Lane | None = None
+        for lane in self._lanes:
+            if lane.waiting and lane.held < lane.max and (best is None or lane.pass_ < best.pass_):
+                best = lane
+        if best is not None:
+            self._charge(best)
+        return best
+
+    def _charge(self, lane: Lane) -> None:
+        self._vtime = lane.pass_
+        lane.pass_ += lane.stride
+
+    def _roll_window(self, now: float) -> None:
+        elapsed = now - self._win_start
+        self._prev_completions = self._win_completions if elapsed < 2 * _RATE_WINDOW else 0
+        self._win_completions = 0
+        self._win_start = now - (elapsed % _RATE_WINDOW) if elapsed < 2 * _RATE_WINDOW else now
+
+    def _retry_after(self, rank: int, now: float) -> float:
+        """Little's law: the work queued ahead of this level over the completion rate."""
+        rate = self.completion_rate(now)
+        if rate <= 0.0:
+            return _FALLBACK_RETRY_AFTER
+        lane = self._lanes[rank]
+        if self._weighted:
+            active = sum(other.weight for other in self._lanes if other.waiting) or lane.weight
+            ahead = (lane.waiting + 1) * active / lane.weight
+        else:
+            ahead = sum(other.waiting for other in self._lanes[: rank + 1]) + 1
+        return min(ahead / rate, _MAX_RETRY_AFTER)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Scheduler {self.name} {self._in_use}/{self._capacity} seats, "
+            f"{self._waiting} waiting>"
+        )

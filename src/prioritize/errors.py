@@ -1,0 +1,90 @@
+"""Every error `prioritize` raises.
+
+One base class, so ``except PrioritizeError`` catches all of them; each
+subclass also derives from the builtin it refines, so code that already
+catches ``ValueError`` or ``LookupError`` keeps working::
+
+    PrioritizeError
+    ├── ConfigError (ValueError)        a policy, gate or rule is invalid
+    ├── UnknownLevelError (KeyError)    a level name or rank is not in the level set
+    ├── TicketStateError (RuntimeError) a ticket was used in a state that forbids it
+    └── Rejected                        a request was shed; carries reason and retry_after
+
+A message always names the bad value and what is accepted instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .core.tickets import Reason
+
+__all__ = [
+    "ConfigError",
+    "PrioritizeError",
+    "Problem",
+    "Rejected",
+    "TicketStateError",
+    "UnknownLevelError",
+]
+
+
+class PrioritizeError(Exception):
+    """Base class of every error raised by `prioritize`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a configuration: where, what was given, what is accepted."""
+
+    #: dotted key path, e.g. ``gates.api.levels.low.max``
+    path: str
+    #: human-readable description naming the bad value and what is accepted
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class ConfigError(PrioritizeError, ValueError):
+    """A policy is invalid; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem("", problems)]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if len(self.problems) == 1:
+            text = str(self.problems[0])
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            text = f"{len(self.problems)} problems in the policy:\n{lines}"
+        super().__init__(text)
+
+
+class UnknownLevelError(PrioritizeError, KeyError):
+    """A level was looked up by a name or rank that the level set does not have."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message and add quotes.
+        return str(self.args[0]) if self.args else ""
+
+
+class TicketStateError(PrioritizeError, RuntimeError):
+    """A ticket was submitted twice, released without a seat, or used with the wrong gate."""
+
+
+class Rejected(PrioritizeError):
+    """A request was shed: it did not get a seat and will not get one.
+
+    ``retry_after`` is the scheduler's estimate, in seconds, of when a retry
+    could be served (from queue length and the recent completion rate).
+    """
+
+    def __init__(self, level: str, reason: Reason, retry_after: float) -> None:
+        self.level = level
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(f"{level} request shed ({reason.value}); retry after {retry_after:.3g}s")
