@@ -96,8 +96,8 @@ def test_every_problem_is_reported_at_once() -> None:
         },
     }
     assert problems(table) == [
-        "simulate.overlaod: unknown key; did you mean 'overload'? valid keys are "
-        "['duration', 'gate', 'load', 'overload', 'seed', 'service', 'warmup']",
+        "simulate.overlaod: unknown key; did you mean 'overload'? accepted keys: "
+        "'duration', 'gate', 'load', 'overload', 'seed', 'service', 'warmup'",
         "simulate.gate: 'apx' is not a gate of this policy; did you mean 'api'? gates are ['api']",
         "simulate.duration: 0 is not a number > 0",
         "simulate.warmup: 'x' is not a number ≥ 0",
@@ -107,8 +107,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "simulate.load.high.rate: True is not a number > 0",
         "simulate.load.high.service.sigma: missing; give a number ≥ 0",
         "simulate.load.low.service: low (0.2) is more than high (0.1); low must be ≤ high",
-        "simulate.load.bulk.srvice: unknown key; did you mean 'service'? valid keys are "
-        "['flows', 'rate', 'service', 'skew']",
+        "simulate.load.bulk.srvice: unknown key; did you mean 'service'? accepted keys: "
+        "'flows', 'rate', 'service', 'skew'",
         "simulate.load.bulk.service: missing; give a table like "
         '{dist = "exponential", mean = 0.05} here or a default service in [simulate]',
         "simulate.load.bulk.flows: 0 is not a whole number ≥ 1",
@@ -127,7 +127,7 @@ def test_unknown_distribution_suggests_the_closest() -> None:
 def test_distribution_parameters_belong_to_their_distribution() -> None:
     table = {"load": {"bulk": {"rate": 3, "service": {"dist": "constant", "mean": 2}}}}
     assert problems(table) == [
-        "simulate.load.bulk.service.mean: unknown key; valid keys are ['dist', 'value']",
+        "simulate.load.bulk.service.mean: unknown key; accepted keys: 'dist', 'value'",
         "simulate.load.bulk.service.value: missing; give a number > 0",
     ]
 
@@ -169,10 +169,12 @@ def test_overrides_replace_values_and_add_levels_without_touching_the_table() ->
 
 def test_a_bad_override_is_reported_like_a_bad_table_value() -> None:
     table = {"service": EXP, "load": {"bulk": {"rate": 5}}}
-    merged = merge_overrides(table, rates={"bulk": -3.0, "critcal": 1.0}, overload=0.0)
+    merged = merge_overrides(table, rates={"bulk": -3.0, "critcal": 1.0, "a b": 1.0}, overload=0.0)
     assert problems(merged) == [
         "simulate.overload: 0.0 is not a number > 0",
         "simulate.load.critcal: unknown level 'critcal'; did you mean 'critical'? "
         "valid levels are ['critical', 'high', 'normal', 'low', 'bulk']",
+        "simulate.load.\"a b\": unknown level 'a b'; valid levels are "
+        "['critical', 'high', 'normal', 'low', 'bulk']",
         "simulate.load.bulk.rate: -3.0 is not a number > 0",
     ]

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import final
@@ -51,6 +53,7 @@ _DIST_KEYS: dict[str, tuple[str, ...]] = {
     "lognormal": ("mean", "sigma"),
     "uniform": ("high", "low"),
 }
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 _SERVICE_EXAMPLE = '{dist = "exponential", mean = 0.05}'
 
 
@@ -162,6 +165,11 @@ def parse_load(table: Mapping[str, object], levels: LevelSet, gates: Sequence[st
     return LoadSpec(gate or "", duration, warmup, seed, overload, tuple(loads))
 
 
+def _join(path: str, key: str) -> str:
+    """``path.key``, quoting ``key`` as TOML would if it is not a bare key."""
+    return f"{path}.{key if _BARE_KEY.match(key) else json.dumps(key)}"
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -189,12 +197,12 @@ class _Reader:
         self.problems.append(Problem(path, message))
 
     def keys(self, table: Mapping[str, object], valid: Sequence[str], path: str) -> None:
+        """Report every key not in ``valid``, worded as the policy loader words it."""
+        listing = ", ".join(repr(k) for k in sorted(valid))
         for key in table:
             if key not in valid:
-                self.add(
-                    f"{path}.{key}",
-                    f"unknown key; {_suggest(str(key), valid)}valid keys are {sorted(valid)}",
-                )
+                hint = _suggest(str(key), valid)
+                self.add(_join(path, str(key)), f"unknown key; {hint}accepted keys: {listing}")
 
     def table(self, value: object, path: str, example: str) -> Mapping[str, object] | None:
         if isinstance(value, Mapping):
@@ -294,7 +302,7 @@ class _Reader:
         for name in table:
             if name not in levels:
                 self.add(
-                    f"simulate.load.{name}",
+                    _join("simulate.load", str(name)),
                     f"unknown level {name!r}; {_suggest(str(name), levels.names)}"
                     f"valid levels are {levels.names}",
                 )
