@@ -254,7 +254,9 @@ class Classifier:
         self._levels = levels
         self._by_name = {level.name: level for level in levels}
         rules = tuple(rules)
-        problems = [p for i, rule in enumerate(rules) for p in _level_problems(i, rule, levels)]
+        problems = [
+            p for i, rule in enumerate(rules) for p in _level_problems(i, rule.level, levels)
+        ]
         problems.extend(_unreachable(enumerate(rules)))
         try:
             self._default = levels[len(levels) // 2] if default is None else levels.resolve(default)
@@ -370,10 +372,10 @@ class TrustPolicy:
         return any(ip in network for network in self._networks)
 
 
-def _level_problems(index: int, rule: Rule, levels: LevelSet) -> list[Problem]:
-    if rule.level in levels:
+def _level_problems(index: int, name: str, levels: LevelSet) -> list[Problem]:
+    if name in levels:
         return []
-    return [Problem(f"rules[{index}].level", _unknown_name("level", rule.level, levels.names))]
+    return [Problem(f"rules[{index}].level", _unknown_name("level", name, levels.names))]
 
 
 def _unreachable(rules: Iterable[tuple[int, Rule]]) -> list[Problem]:

@@ -250,6 +250,8 @@ def _parse_rule(raw: object, index: int, levels: LevelSet | None, report: _Repor
     if "level" not in table:
         report.add(f"{path}.level", "missing; every rule needs a level name")
     level = report.get(table, "level", path, "a level name", _is_str)
+    if level is not None and levels is not None:
+        report.problems.extend(_level_problems(index, level, levels))
     prefix = report.get(table, "path_prefix", path, "a path like '/payments'", _is_str)
     glob = report.get(table, "path", path, "a path pattern like '/api/*/export'", _is_str)
     methods = frozenset(report.strings(table, "method", path))
@@ -264,8 +266,6 @@ def _parse_rule(raw: object, index: int, levels: LevelSet | None, report: _Repor
             key = _RULE_FIELD_KEYS.get(field_name, field_name)
             report.add(f"{path}.{key}{dot}{rest}", problem.message)
         return None
-    if level is not None and levels is not None:
-        report.problems.extend(_level_problems(index, rule, levels))
     return rule if len(report.problems) == before else None
 
 
