@@ -19,8 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from .core.config import Policy as Policy
-from .core.config import parse_policy
+from .core.config import Policy, parse_policy
 from .errors import ConfigError, Problem
 
 __all__ = ["POLICY_FILE", "Policy", "load_policy", "policy_from_toml"]
