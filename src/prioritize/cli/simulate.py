@@ -1,0 +1,140 @@
+"""``prioritize simulate``: run a policy's gate and plain FIFO against the same load.
+
+The load comes from the policy file's ``[simulate]`` table; flags override
+single values of it. Overrides are merged into the raw table and validated
+with it, so ``--rate bulk=-3`` is reported exactly like ``rate = -3`` in the
+file (``simulate.load.bulk.rate: -3 is not a number > 0``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from ..core.policy import GatePolicy
+from ..errors import ConfigError
+from ..simulate import LoadSpec, Report, merge_overrides, parse_load
+from ..simulate import simulate as run_simulation
+from .common import fail, load_or_fail, stdout_console
+from .render import report_view
+
+__all__ = ["simulate"]
+
+
+def _parse_rates(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, object]:
+    """``LEVEL=RATE`` pairs; a RATE that is not a number is left for load validation."""
+    rates: dict[str, object] = {}
+    for text in values:
+        level, sep, rate = text.partition("=")
+        if not sep or not level.strip():
+            raise click.BadParameter(f"{text!r} is not LEVEL=RATE, e.g. critical=50")
+        rates[level.strip()] = _number(rate.strip())
+    return rates
+
+
+def _number(text: str) -> object:
+    """An int or float as TOML would read it, else the text itself (for a clear message)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _run(gate: GatePolicy, spec: LoadSpec, show_progress: bool) -> Report:
+    if not show_progress:
+        return run_simulation(gate, spec)
+    columns = (
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        tasks = {
+            "policy": bar.add_task(f"gate {gate.name}", total=1.0),
+            "fifo": bar.add_task("plain FIFO", total=1.0),
+        }
+        return run_simulation(
+            gate, spec, lambda name, done: bar.update(tasks[name], completed=done)
+        )
+
+
+def _write_json(report: Report, target: str) -> None:
+    if target == "-":
+        click.echo(report.to_json())
+        return
+    try:
+        Path(target).write_text(report.to_json() + "\n", encoding="utf-8")
+    except OSError as error:
+        click.echo(f"--json {target}: cannot write: {error.strerror or error}", err=True)
+        raise SystemExit(1) from None
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--gate", help="Gate of the policy to drive (default: [simulate] gate, or the only one)."
+)
+@click.option("--duration", type=float, help="Measured virtual seconds.")
+@click.option(
+    "--warmup", type=float, help="Virtual seconds simulated first and left out of the figures."
+)
+@click.option("--seed", type=int, help="Random seed: the same seed gives the same figures.")
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="LEVEL=RATE",
+    callback=_parse_rates,
+    help="Arrivals per second of one level (repeatable).",
+)
+@click.option("--overload", type=float, help="Multiply every level's rate by this factor.")
+@click.option(
+    "--json", "json_target", metavar="PATH", help="Write every figure as JSON ('-': stdout only)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def simulate(
+    *,
+    path: Path | None,
+    gate: str | None,
+    duration: float | None,
+    warmup: float | None,
+    seed: int | None,
+    rates: dict[str, object],
+    overload: float | None,
+    json_target: str | None,
+    quiet: bool,
+) -> None:
+    """Try a policy against a load in virtual time, side by side with plain FIFO.
+
+    PATH is a policy file with a [simulate] table (default: the same discovery
+    as `prioritize check`). Arrivals are drawn once and run twice: through the
+    policy's gate and through one FIFO queue with the same seats.
+    """
+    policy = load_or_fail(path)
+    table = merge_overrides(
+        policy.simulate,
+        gate=gate,
+        duration=duration,
+        warmup=warmup,
+        seed=seed,
+        overload=overload,
+        rates=rates,
+    )
+    try:
+        spec = parse_load(table, policy.levels, list(policy.gates))
+    except ConfigError as error:
+        fail(error, policy.source)
+    show_progress = not quiet and Console(stderr=True).is_terminal
+    report = _run(policy.gate(spec.gate), spec, show_progress)
+    if json_target is not None:
+        _write_json(report, json_target)
+    if json_target != "-":
+        stdout_console().print(report_view(report))
