@@ -447,3 +447,11 @@ def test_policy_gates_cannot_be_changed() -> None:
     policy = parse_policy(gate())
     with pytest.raises(TypeError):
         policy.gates["db"] = policy.gate("api")  # type: ignore[index]
+
+
+def test_trust_problems_are_all_reported_even_with_a_wrong_type() -> None:
+    data = {"trust": {"priority_header": 1, "trusted_networks": ["lan"]}}
+    assert [p.split(":")[0] for p in problems(data)] == [
+        "trust.priority_header",
+        "trust.trusted_networks[0]",
+    ]

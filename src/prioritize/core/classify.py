@@ -7,7 +7,8 @@ first matching rule gives the level; no match gives the default level.
 Then the trust rule of DESIGN.md: a client-sent priority is an escalation
 vector, so a ``requested`` level from an untrusted caller may only *lower*
 the priority; a trusted caller's request replaces the rule's level. Whether a
-caller is trusted (signed header, trusted network) is decided by the adapter.
+caller is trusted (signed header, trusted network) is decided by the adapter,
+from the settings in a `TrustPolicy`.
 A requested name that is not a level is ignored, never an error: it comes
 from clients, and a typo in a header must not fail their request.
 
@@ -108,10 +109,15 @@ class Rule:
     @property
     def is_catch_all(self) -> bool:
         """True if the rule has no matcher, so it matches every request."""
-        return (
-            not (self.path_prefix or self.path or self.methods or self.headers or self.tenants)
-            and not self.plans
+        matchers = (
+            self.path_prefix,
+            self.path,
+            self.methods,
+            self.headers,
+            self.tenants,
+            self.plans,
         )
+        return not any(matchers)
 
     def matches(self, req: RequestInfo) -> bool:
         if self.path_prefix is not None and not _has_prefix(req.path, self.path_prefix):

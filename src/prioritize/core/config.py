@@ -105,9 +105,35 @@ class Policy:
 
 
 def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
-    """Check a parsed policy table (the schema is in docs and DESIGN.md) and build a `Policy`.
+    """Check a policy table, as read from TOML, and build the `Policy`.
 
     Raises one `ConfigError` whose ``problems`` name every key path at fault.
+    The schema; every key is optional unless marked::
+
+        levels = ["critical", "high", "normal", "low", "bulk"]  # most important first
+        default_level = "normal"        # default: the middle level
+        [gates.api]
+        capacity = 64                   # required: seats, a whole number ≥ 1
+        order = "strict"                # or "weighted"
+        queue = 1000                    # most requests waiting, all levels together
+        [gates.api.levels.critical]     # knobs of one level; see DESIGN.md
+        min = "40%"                     # min and max: a whole number or "N%" of capacity
+        max = 10
+        weight = 4                      # > 0
+        queue = 100                     # most requests of this level waiting
+        max_wait = 5.0                  # seconds, 0 = never wait, inf allowed
+        [[rules]]                       # tried in order, first match wins
+        level = "critical"              # required
+        path_prefix = "/payments"       # whole segments
+        path = "/api/*/export"          # * within a segment, ** across
+        method = ["POST", "PUT"]        # method, tenant, plan: a string or a list
+        headers = { x-kind = "export" } # a value, a list of values, or "*" (present)
+        tenant = "acme"
+        plan = "free"
+        [trust]
+        priority_header = "x-priority"
+        trusted_networks = ["10.0.0.0/8"]
+        [simulate]                      # passed through; the simulator checks it
     """
     report = _Report()
     top = report.table(data, "", _TOP_KEYS)
@@ -239,8 +265,8 @@ def _parse_rules(raw: object, levels: LevelSet | None, report: _Report) -> list[
 def _parse_rule(raw: object, index: int, levels: LevelSet | None, report: _Report) -> Rule | None:
     """The rule, or None if anything in it is wrong.
 
-    Even then the rule is built from the parts that passed, so its own checks
-    (paths, methods, level name) report everything at once.
+    Even then the rule is built from the parts that passed, so that its own
+    checks (paths, methods, header names) report everything at once.
     """
     path = f"rules[{index}]"
     table = report.table(raw, path, _RULE_KEYS)
@@ -290,13 +316,12 @@ def _parse_trust(raw: object, report: _Report) -> TrustPolicy | None:
     before = len(report.problems)
     header = report.get(table, "priority_header", "trust", "a header name", _is_str)
     networks = report.strings(table, "trusted_networks", "trust", allow_empty=True)
-    if len(report.problems) > before:
-        return None
     try:
-        return TrustPolicy("x-priority" if header is None else header, networks)
+        trust = TrustPolicy("x-priority" if header is None else header, networks)
     except ConfigError as exc:
         report.problems.extend(exc.problems)
         return None
+    return trust if len(report.problems) == before else None
 
 
 class _Report:
