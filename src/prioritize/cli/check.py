@@ -19,9 +19,8 @@ from rich.table import Table
 from ..core.classify import Rule
 from ..core.config import Policy
 from ..core.policy import GatePolicy, Percent, Quantity
-from ..errors import ConfigError
-from ..simulate.load import LoadSpec, parse_load
-from .common import fail, load_or_fail, stdout_console
+from ..simulate.load import LoadSpec
+from .common import check_load, load_or_fail, stdout_console
 
 __all__ = ["check"]
 
@@ -112,10 +111,5 @@ def check(path: Path | None) -> None:
     problem, one per line with its key path.
     """
     policy = load_or_fail(path)
-    load = None
-    if policy.simulate:
-        try:
-            load = parse_load(policy.simulate, policy.levels, list(policy.gates))
-        except ConfigError as error:
-            fail(error, policy.source)
+    load = check_load(policy, policy.simulate) if policy.simulate else None
     show_policy(stdout_console(), policy, load)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -10,9 +11,10 @@ from rich.console import Console
 
 from ..config import load_policy
 from ..core.config import Policy
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
+from ..simulate.load import LoadSpec, parse_load
 
-__all__ = ["fail", "load_or_fail", "stdout_console"]
+__all__ = ["check_load", "fail", "load_or_fail", "stdout_console"]
 
 #: Width used when stdout is not a terminal (a pipe, a file, a test runner).
 PIPE_WIDTH = 100
@@ -33,6 +35,22 @@ def fail(error: ConfigError, source: object = None) -> NoReturn:
     for problem in problems:
         click.echo(f"  {problem}", err=True)
     raise SystemExit(1)
+
+
+def check_load(policy: Policy, table: Mapping[str, object]) -> LoadSpec:
+    """`parse_load` for ``policy``, exiting 1 with the problems listed instead of raising.
+
+    Key paths are given as they appear in the file: under ``tool.prioritize``
+    when the policy came from a ``pyproject.toml``.
+    """
+    try:
+        return parse_load(table, policy.levels, list(policy.gates))
+    except ConfigError as error:
+        if Path(policy.source).name == "pyproject.toml":
+            error = ConfigError(
+                [Problem(f"tool.prioritize.{p.path}", p.message) for p in error.problems]
+            )
+        fail(error, policy.source)
 
 
 def load_or_fail(path: Path | None) -> Policy:

@@ -15,10 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from ..core.policy import GatePolicy
-from ..errors import ConfigError
-from ..simulate import LoadSpec, Report, merge_overrides, parse_load
+from ..simulate import LoadSpec, Report, merge_overrides
 from ..simulate import simulate as run_simulation
-from .common import fail, load_or_fail, stdout_console
+from .common import check_load, load_or_fail, stdout_console
 from .render import report_view
 
 __all__ = ["simulate"]
@@ -128,10 +127,7 @@ def simulate(
         overload=overload,
         rates=rates,
     )
-    try:
-        spec = parse_load(table, policy.levels, list(policy.gates))
-    except ConfigError as error:
-        fail(error, policy.source)
+    spec = check_load(policy, table)
     show_progress = not quiet and Console(stderr=True).is_terminal
     report = _run(policy.gate(spec.gate), spec, show_progress)
     if json_target is not None:

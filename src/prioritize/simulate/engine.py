@@ -49,7 +49,15 @@ from ..core.tickets import Reason, Ticket, TicketState
 from .load import LevelLoad, LoadSpec
 from .report import SHED_REASONS, LevelFigures, Report, RunFigures, quantile
 
-__all__ = ["Arrival", "ProgressFn", "fifo_policy", "generate_arrivals", "run", "simulate"]
+__all__ = [
+    "FIFO_LEVELS",
+    "Arrival",
+    "ProgressFn",
+    "fifo_policy",
+    "generate_arrivals",
+    "run",
+    "simulate",
+]
 
 #: Called now and then with the run's name and the fraction of virtual time done.
 ProgressFn = Callable[[str, float], None]

@@ -183,6 +183,7 @@ def _suggest(name: str, valid: Sequence[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+@final
 class _Reader:
     """Collects problems while reading, so every one is reported, not just the first."""
 

@@ -19,7 +19,7 @@ from typing import final
 from ..core.tickets import Reason
 from .load import LoadSpec
 
-__all__ = ["LevelFigures", "Report", "RunFigures", "quantile"]
+__all__ = ["SHED_REASONS", "LevelFigures", "Report", "RunFigures", "quantile"]
 
 #: The reasons a simulation can shed for (``shutdown`` needs a close, which it never does).
 SHED_REASONS = (Reason.QUEUE_FULL, Reason.EVICTED, Reason.TIMEOUT, Reason.LIMIT)
