@@ -205,6 +205,21 @@ def test_report_json_is_strict_and_complete(overloaded: Report) -> None:
     assert data["seed"] == 7
     assert [lv["level"] for lv in data["policy"]["levels"]] == DEFAULT_LEVELS.names
     critical = data["fifo"]["levels"][0]
-    assert set(critical["shed_by_reason"]) == {"queue_full", "evicted", "timeout", "limit"}
+    reasons = {"queue_full", "evicted", "timeout", "limit", "shutdown"}
+    assert set(critical["shed_by_reason"]) == reasons
     assert critical["offered"] == critical["served"] + critical["shed"]
     assert set(critical["wait"]) == {"p50", "p95", "p99", "max"}
+
+
+def test_requests_that_could_wait_forever_are_shed_at_the_end_not_lost() -> None:
+    # The only seat is reserved for normal, and low waits forever: it can never be served.
+    gate = GatePolicy(
+        capacity=1,
+        name="api",
+        levels={"normal": LevelPolicy(min=1), "low": LevelPolicy(max_wait=math.inf)},
+    )
+    report = simulate(gate, load({"low": 5}))
+    low = report.policy.level("low")
+    assert low.served == 0
+    assert low.shed[Reason.SHUTDOWN] == low.offered > 0
+    assert report.fifo.level("low").shed[Reason.SHUTDOWN] == 0

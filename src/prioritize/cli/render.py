@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..core.tickets import Reason
 from ..simulate.report import SHED_REASONS, LevelFigures, Report, RunFigures
 
 __all__ = ["format_wait", "report_view"]
@@ -86,8 +87,9 @@ def _reason_table(report: Report) -> Table:
         title="requests shed, by reason", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left"
     )
     table.add_column("level")
+    reasons = [r for r in SHED_REASONS if r is not Reason.SHUTDOWN or _stranded(report)]
     for label, style in (("policy", _POLICY), ("FIFO", _FIFO)):
-        for index, reason in enumerate(SHED_REASONS):
+        for index, reason in enumerate(reasons):
             header = f"{label if index == 0 else ''}\n{reason.value}"
             table.add_column(header, justify="right", header_style=style)
     pairs = list(zip(report.policy.levels, report.fifo.levels, strict=True))
@@ -95,9 +97,25 @@ def _reason_table(report: Report) -> Table:
     for index, (mine, fifo) in enumerate(pairs):
         cells: list[str | Text] = [mine.level]
         for figures, style in ((mine, _POLICY), (fifo, _FIFO)):
-            cells += [Text(f"{figures.shed[r]:,}", style=style) for r in SHED_REASONS]
+            cells += [Text(f"{figures.shed[r]:,}", style=style) for r in reasons]
         table.add_row(*cells, end_section=index == len(pairs) - 2)
     return table
+
+
+def _stranded(report: Report) -> int:
+    """Requests left waiting forever, shed ``shutdown`` at the end (a policy smell)."""
+    return sum(run.total.shed[Reason.SHUTDOWN] for run in (report.policy, report.fifo))
+
+
+def _warning(report: Report) -> Text:
+    if not _stranded(report):
+        return Text()
+    return Text(
+        "shutdown: requests that could never get a seat (every seat they may take is "
+        "reserved for more important levels) and never time out (max_wait = inf); "
+        "they were shed when the drained gate was closed.\n",
+        style="bold red",
+    )
 
 
 def _verdict(report: Report) -> Text:
@@ -123,4 +141,10 @@ def _footnote(report: Report) -> Text:
 
 def report_view(report: Report) -> Group:
     """Everything `prioritize simulate` prints for a report, as one renderable."""
-    return Group(_main_table(report), _reason_table(report), _verdict(report), _footnote(report))
+    return Group(
+        _main_table(report),
+        _reason_table(report),
+        _warning(report),
+        _verdict(report),
+        _footnote(report),
+    )

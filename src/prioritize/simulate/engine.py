@@ -23,7 +23,10 @@ request (``now + service``, then `Scheduler.release`), and the expiry timer:
 after every step the loop reads `Scheduler.next_deadline` and, if it moved,
 arms a timer event there, as a real adapter arms its one timer; a superseded
 timer event is ignored when it pops. After the last arrival the loop keeps
-going until every request has been served or shed, so counts balance.
+going until every request has been served or shed, so counts balance. A
+request that could wait forever for a seat it may never take (``max_wait =
+inf``, the seats reserved for more important levels) is shed with reason
+``shutdown`` when the drained gate is closed, and so is reported, not lost.
 
 The FIFO baseline (`fifo_policy`) is the same gate with one level: same
 capacity, total queue = the gate's ``queue``, ``max_wait`` = the largest
@@ -211,6 +214,8 @@ def _loop(
         loop.settle(changed, now)
         if not loop.events % _PROGRESS_EVERY:
             report(now)
+    if sched.waiting:  # stranded: nothing left could ever grant or expire them
+        loop.settle(sched.close(loop.last), loop.last)
     report(spec.end)
     return loop.events, loop.last
 

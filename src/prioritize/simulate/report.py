@@ -21,8 +21,11 @@ from .load import LoadSpec
 
 __all__ = ["SHED_REASONS", "LevelFigures", "Report", "RunFigures", "quantile"]
 
-#: The reasons a simulation can shed for (``shutdown`` needs a close, which it never does).
-SHED_REASONS = (Reason.QUEUE_FULL, Reason.EVICTED, Reason.TIMEOUT, Reason.LIMIT)
+#: Every reason, in the order reports show them. ``shutdown`` only counts requests
+#: stranded at the end of a run: still waiting once nothing could serve or time them
+#: out (``max_wait = inf`` and every seat they may take reserved for others), shed
+#: when the drained gate is closed, as at a service's shutdown.
+SHED_REASONS = tuple(Reason)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float | None:
