@@ -16,7 +16,7 @@ from rich.text import Text
 from ..core.tickets import Reason
 from ..simulate.report import SHED_REASONS, LevelFigures, Report, RunFigures
 
-__all__ = ["format_wait", "report_view"]
+__all__ = ["format_wait", "report_view", "shed_share"]
 
 _POLICY = "green"
 _FIFO = "yellow"
@@ -35,7 +35,7 @@ def format_wait(seconds: float | None) -> str:
     return f"{seconds:.3g} s"
 
 
-def _shed_share(figures: LevelFigures) -> str:
+def shed_share(figures: LevelFigures) -> str:
     """Percent of offered requests shed; never rounds a few to 0% or most to 100%."""
     if not figures.offered:
         return "-"
@@ -74,7 +74,7 @@ def _main_table(report: Report) -> Table:
         for figures, style in ((mine, _POLICY), (fifo, _FIFO)):
             cells += [
                 Text(f"{figures.served:,}", style=style),
-                Text(_shed_share(figures), style=style),
+                Text(shed_share(figures), style=style),
                 Text(format_wait(figures.p50), style=style),
                 Text(format_wait(figures.p99), style=style),
             ]
@@ -123,9 +123,9 @@ def _verdict(report: Report) -> Text:
     mine, fifo = report.policy.levels[0], report.fifo.levels[0]
     line = Text(f"{mine.level}: p99 wait ")
     line.append(format_wait(mine.p99), style=f"bold {_POLICY}")
-    line.append(f" and {_shed_share(mine)} shed under the policy, ")
+    line.append(f" and {shed_share(mine)} shed under the policy, ")
     line.append(format_wait(fifo.p99), style=f"bold {_FIFO}")
-    line.append(f" and {_shed_share(fifo)} shed under plain FIFO")
+    line.append(f" and {shed_share(fifo)} shed under plain FIFO")
     return line
 
 
