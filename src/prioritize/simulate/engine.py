@@ -130,7 +130,7 @@ def simulate(gate: GatePolicy, spec: LoadSpec, progress: ProgressFn | None = Non
     return Report(
         spec=spec,
         policy=run(gate, arrivals, spec, "policy", progress),
-        fifo=run(baseline, arrivals, spec, "fifo", progress),
+        fifo=run(baseline, arrivals, spec, "fifo", progress, pooled=True),
         fifo_max_wait=baseline.policy_for("fifo").max_wait,
         offered_load=work / spec.duration / gate.capacity,
     )
@@ -154,16 +154,21 @@ def run(
     spec: LoadSpec,
     name: str,
     progress: ProgressFn | None = None,
+    *,
+    pooled: bool = False,
 ) -> RunFigures:
     """Feed ``arrivals`` to a fresh `Scheduler` for ``gate`` and count what happens.
 
-    A gate with a single level takes every arrival at that level (the FIFO
-    baseline, flows ignored); otherwise each arrival keeps its own level and
-    flow. Figures are always reported by the arrival's own level.
+    Each arrival keeps its own level and flow; ``pooled`` puts every one at
+    the gate's first level instead, with no flow (the FIFO baseline). Figures
+    are always reported by the arrival's own level.
     """
     sched = Scheduler(gate)
     tallies = {load.level: _Tally() for load in spec.levels}
-    events, drained_at = _loop(sched, arrivals, spec, tallies, _progress(name, spec, progress))
+    tick = _progress(name, spec, progress)
+    loop = _Loop(sched, spec.warmup, tallies, pooled)
+    loop.run(arrivals, tick)
+    events, drained_at = loop.events, loop.last
     levels = tuple(_figures(level, [t], spec.duration) for level, t in tallies.items())
     return RunFigures(
         name=name,
@@ -183,66 +188,31 @@ def _progress(name: str, spec: LoadSpec, progress: ProgressFn | None) -> Callabl
     return lambda now: progress(name, min(now / spec.end, 1.0))
 
 
-def _loop(
-    sched: Scheduler,
-    arrivals: Sequence[Arrival],
-    spec: LoadSpec,
-    tallies: dict[str, _Tally],
-    report: Callable[[float], None],
-) -> tuple[int, float]:
-    """Run the event loop to the end; returns the events handled and when the last one was."""
-    loop = _Loop(sched, spec.warmup, tallies)
-    pending = iter(arrivals)
-    heap = loop.heap
-    following = next(pending, None)
-    if following is not None:
-        loop.push(following.time, _ARRIVE, following)
-    while heap:
-        now, _, kind, payload = heapq.heappop(heap)
-        if kind == _ARRIVE:
-            changed = loop.arrive(cast(Arrival, payload), now)
-            following = next(pending, None)
-            if following is not None:
-                loop.push(following.time, _ARRIVE, following)
-        elif kind == _DONE:
-            changed = sched.release(cast(Ticket, payload), now)
-        elif now == loop.timer_at:
-            loop.timer_at = None
-            changed = sched.expire(now)
-        else:
-            continue  # superseded by an earlier timer, which already re-armed
-        loop.settle(changed, now)
-        if not loop.events % _PROGRESS_EVERY:
-            report(now)
-    if sched.waiting:  # stranded: nothing left could ever grant or expire them
-        loop.settle(sched.close(loop.last), loop.last)
-    report(spec.end)
-    return loop.events, loop.last
-
-
 @final
 class _Loop:
-    """The state of one run's event loop besides the scheduler's own."""
+    """One run's event loop and the state it keeps besides the scheduler's own."""
 
     __slots__ = (
         "events",
         "heap",
         "last",
         "level_of",
+        "pooled",
         "sched",
         "seq",
-        "single",
         "tallies",
         "timer_at",
         "warmup",
     )
 
-    def __init__(self, sched: Scheduler, warmup: float, tallies: dict[str, _Tally]) -> None:
+    def __init__(
+        self, sched: Scheduler, warmup: float, tallies: dict[str, _Tally], pooled: bool
+    ) -> None:
         self.sched = sched
         self.warmup = warmup
         self.tallies = tallies
-        self.single = len(sched.levels) == 1
-        self.level_of = {name: sched.levels[0 if self.single else name] for name in tallies}
+        self.pooled = pooled
+        self.level_of = {name: sched.levels[0 if pooled else name] for name in tallies}
         self.heap: list[tuple[float, int, int, object]] = []
         self.seq = itertools.count()
         #: when the one expiry timer is armed for, like an adapter's ``call_at`` handle
@@ -250,13 +220,41 @@ class _Loop:
         self.events = 0
         self.last = 0.0
 
+    def run(self, arrivals: Sequence[Arrival], report: Callable[[float], None]) -> None:
+        """Handle every event until none is left; `events` and `last` say how many and when."""
+        sched, heap = self.sched, self.heap
+        pending = iter(arrivals)
+        following = next(pending, None)
+        if following is not None:
+            self.push(following.time, _ARRIVE, following)
+        while heap:
+            now, _, kind, payload = heapq.heappop(heap)
+            if kind == _ARRIVE:
+                changed = self.arrive(cast(Arrival, payload), now)
+                following = next(pending, None)
+                if following is not None:
+                    self.push(following.time, _ARRIVE, following)
+            elif kind == _DONE:
+                changed = sched.release(cast(Ticket, payload), now)
+            elif now == self.timer_at:
+                self.timer_at = None
+                changed = sched.expire(now)
+            else:
+                continue  # superseded by an earlier timer, which already re-armed
+            self.settle(changed, now)
+            if not self.events % _PROGRESS_EVERY:
+                report(now)
+        if sched.waiting:  # stranded: nothing left could ever grant or expire them
+            self.settle(sched.close(self.last), self.last)
+        report(math.inf)
+
     def push(self, time: float, kind: int, payload: object) -> None:
         heapq.heappush(self.heap, (time, next(self.seq), kind, payload))
 
     def arrive(self, arrival: Arrival, now: float) -> list[Ticket]:
         if arrival.time >= self.warmup:
             self.tallies[arrival.level].offered += 1
-        flow = None if self.single else arrival.flow
+        flow = None if self.pooled else arrival.flow
         ticket = self.sched.ticket(self.level_of[arrival.level], flow, arrival)
         return self.sched.submit(ticket, now)
 
