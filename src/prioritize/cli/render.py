@@ -9,7 +9,7 @@ numbers.
 from __future__ import annotations
 
 from rich import box
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -108,8 +108,6 @@ def _stranded(report: Report) -> int:
 
 
 def _warning(report: Report) -> Text:
-    if not _stranded(report):
-        return Text()
     return Text(
         "shutdown: requests that could never get a seat (every seat they may take is "
         "reserved for more important levels) and never time out (max_wait = inf); "
@@ -141,10 +139,7 @@ def _footnote(report: Report) -> Text:
 
 def report_view(report: Report) -> Group:
     """Everything `prioritize simulate` prints for a report, as one renderable."""
-    return Group(
-        _main_table(report),
-        _reason_table(report),
-        _warning(report),
-        _verdict(report),
-        _footnote(report),
-    )
+    parts: list[RenderableType] = [_main_table(report), _reason_table(report)]
+    if _stranded(report):
+        parts.append(_warning(report))
+    return Group(*parts, _verdict(report), _footnote(report))
