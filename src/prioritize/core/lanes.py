@@ -8,12 +8,17 @@ A lane keeps each waiting ticket in two deques:
 * its flow's ``queue``, FIFO within the flow; flows with waiters sit in
   ``ring`` and are served round-robin, one ticket per turn.
 
+A flow with no live waiter leaves the ring at once, whatever emptied it, and
+rejoins at the back when a waiter arrives: a turn is never kept for a flow
+that has nothing to serve.
+
 Removal is lazy. A ticket leaving from the middle of a deque (a cancel, or a
 grant that is not the oldest arrival) stays there as a *stale* entry, skipped
-and dropped when it reaches an end; so does the ring entry of a flow emptied
-from its tail or by expiry. ``stale`` counts these entries; when they
-outnumber live waiters the lane is compacted, so memory stays proportional to
-the live queue and every operation is amortised O(1).
+and dropped when it reaches an end; so does the ring entry of a flow that
+emptied out of turn (an *orphan*, recognised by ``live == 0``). ``stale``
+counts these entries; when they outnumber live waiters the lane is
+compacted, so memory stays proportional to the live queue and every
+operation is amortised O(1).
 
 Rejected alternatives: a heap re-heapified on eviction (O(n), the seed's
 defect); ``dict``-as-ordered-set (popping its front is O(n) between resizes);
@@ -38,10 +43,12 @@ _COMPACT_SLACK = 64
 
 @final
 class _Flow:
-    __slots__ = ("key", "queue")
+    __slots__ = ("key", "live", "queue")
 
     def __init__(self, key: Hashable | None) -> None:
         self.key = key
+        #: live waiters in ``queue``; 0 means the flow is an orphan ring entry
+        self.live = 0
         self.queue: deque[Ticket] = deque()
 
 
@@ -92,38 +99,36 @@ class Lane:
             flow = self.flows[ticket.flow] = _Flow(ticket.flow)
             self.ring.append(flow)
         flow.queue.append(ticket)
+        flow.live += 1
         self.arrivals.append(ticket)
         self.waiting += 1
 
     def pop_next(self) -> Ticket:
         """Remove and return the next ticket to serve: the head of the flow whose turn it is."""
         ring = self.ring
-        while True:
+        flow = ring[0]
+        while not flow.live:  # orphans: their queues hold only stale entries
+            ring.popleft()
+            self.stale -= len(flow.queue) + 1
             flow = ring[0]
-            queue = flow.queue
-            while queue and queue[0].state is not _WAITING:
-                queue.popleft()
-                self.stale -= 1
-            if not queue:
-                ring.popleft()
-                if self.flows.get(flow.key) is flow:
-                    del self.flows[flow.key]
-                else:
-                    self.stale -= 1  # a ring entry left behind by pop_newest/pop_oldest
-                continue
+        queue = flow.queue
+        ticket = queue.popleft()
+        while ticket.state is not _WAITING:
+            self.stale -= 1
             ticket = queue.popleft()
-            if queue:
-                ring.rotate(-1)
-            else:
-                ring.popleft()
-                del self.flows[flow.key]
-            break
+        flow.live -= 1
+        if flow.live:
+            ring.rotate(-1)
+        else:
+            ring.popleft()
+            del self.flows[flow.key]
+            self.stale -= len(queue)
         arrivals = self.arrivals
         if arrivals[0] is ticket:
             arrivals.popleft()
         else:
             self.stale += 1
-        self._left(1)
+        self._left()
         return ticket
 
     def pop_newest(self) -> Ticket:
@@ -133,14 +138,15 @@ class Lane:
             arrivals.pop()
             self.stale -= 1
         ticket = arrivals.pop()
+        flow = self.flows[ticket.flow]
         # Newer entries of its flow, if any, are stale: it is the newest live one.
-        queue = self.flows[ticket.flow].queue
+        queue = flow.queue
         while queue[-1] is not ticket:
             queue.pop()
             self.stale -= 1
         queue.pop()
-        self._drop_if_empty(ticket.flow, queue)
-        self._left(1)
+        self._flow_left(flow)
+        self._left()
         return ticket
 
     def oldest(self) -> Ticket | None:
@@ -154,31 +160,36 @@ class Lane:
     def pop_oldest(self) -> Ticket:
         """Remove and return the longest-waiting ticket (call after `oldest` found one)."""
         ticket = self.arrivals.popleft()
-        queue = self.flows[ticket.flow].queue
+        flow = self.flows[ticket.flow]
+        queue = flow.queue
         # It is the oldest live ticket of its flow too: whatever precedes it is stale.
         while queue[0] is not ticket:
             queue.popleft()
             self.stale -= 1
         queue.popleft()
-        self._drop_if_empty(ticket.flow, queue)
-        self._left(1)
+        self._flow_left(flow)
+        self._left()
         return ticket
 
-    def _drop_if_empty(self, key: Hashable | None, queue: deque[Ticket]) -> None:
-        # Forget an emptied flow at once, so a gate that never dispatches does not
-        # collect one record per flow key ever seen; its ring entry turns stale.
-        if not queue:
-            del self.flows[key]
+    def remove(self, ticket: Ticket) -> None:
+        """Forget a waiting ticket from anywhere in the queue (a cancel).
+
+        The caller changes the ticket's state first: that is what marks its
+        two entries stale.
+        """
+        self.stale += 2
+        self._flow_left(self.flows[ticket.flow])
+        self._left()
+
+    def _flow_left(self, flow: _Flow) -> None:
+        # Out of turn: if the flow is now empty its ring entry becomes an orphan.
+        flow.live -= 1
+        if not flow.live:
+            del self.flows[flow.key]
             self.stale += 1
 
-    def remove(self, ticket: Ticket) -> None:
-        """Forget a waiting ticket from anywhere in the queue (a cancel); the caller
-        changes its state first, which is what marks its two entries stale."""
-        self.stale += 2
-        self._left(1)
-
-    def _left(self, count: int) -> None:
-        self.waiting -= count
+    def _left(self) -> None:
+        self.waiting -= 1
         if self.waiting == 0:
             if self.stale:  # with no stale entry every deque is already empty
                 self.arrivals.clear()
@@ -190,23 +201,21 @@ class Lane:
 
     def _compact(self) -> None:
         self.arrivals = deque(t for t in self.arrivals if t.state is _WAITING)
+        self.ring = deque(flow for flow in self.ring if flow.live)
         for flow in self.ring:
             flow.queue = deque(t for t in flow.queue if t.state is _WAITING)
-        self.ring = deque(flow for flow in self.ring if flow.queue)
-        self.flows = {flow.key: flow for flow in self.ring}
         self.stale = 0
 
     def tickets(self) -> list[Ticket]:
         """Live waiting tickets in arrival order (for close, stats and tests; O(n))."""
         return [t for t in self.arrivals if t.state is _WAITING]
 
-    def flow_count(self) -> int:
-        """Flows with at least one live waiter (O(n))."""
-        return len({t.flow for t in self.tickets()})
+    def flow_keys(self) -> list[Hashable | None]:
+        """Flows with live waiters, in the order they will be served (O(flows))."""
+        return [flow.key for flow in self.ring if flow.live]
 
     def stale_entries(self) -> int:
         """Recount what ``stale`` tracks incrementally (O(n); for invariant checks)."""
-        live = 2 * self.waiting
         entries = len(self.arrivals) + sum(len(flow.queue) for flow in self.ring)
-        orphans = sum(1 for flow in self.ring if self.flows.get(flow.key) is not flow)
-        return entries - live + orphans
+        orphans = sum(1 for flow in self.ring if not flow.live)
+        return entries + orphans - 2 * self.waiting

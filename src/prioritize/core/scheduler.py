@@ -190,7 +190,7 @@ class Scheduler:
                 max=lane.max,
                 in_use=lane.held,
                 waiting=lane.waiting,
-                flows=lane.flow_count(),
+                flows=len(lane.flow_keys()),
                 submitted=c.submitted,
                 granted=c.granted,
                 released=c.released,
