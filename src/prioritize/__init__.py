@@ -8,6 +8,15 @@ threads, HTTP, job queues and pools.
 
 from __future__ import annotations
 
+from .config import load_policy as load_policy
+from .config import policy_from_toml as policy_from_toml
+from .core.classify import Classification as Classification
+from .core.classify import Classifier as Classifier
+from .core.classify import RequestInfo as RequestInfo
+from .core.classify import Rule as Rule
+from .core.classify import TrustPolicy as TrustPolicy
+from .core.config import Policy as Policy
+from .core.config import parse_policy as parse_policy
 from .core.levels import DEFAULT_LEVELS as DEFAULT_LEVELS
 from .core.levels import Level as Level
 from .core.levels import LevelSet as LevelSet
@@ -31,6 +40,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "Classification",
+    "Classifier",
     "ConfigError",
     "GatePolicy",
     "GateStats",
@@ -40,12 +51,19 @@ __all__ = [
     "LevelStats",
     "Order",
     "Percent",
+    "Policy",
     "PrioritizeError",
     "Reason",
     "Rejected",
+    "RequestInfo",
+    "Rule",
     "Scheduler",
     "Ticket",
     "TicketState",
     "TicketStateError",
+    "TrustPolicy",
     "UnknownLevelError",
+    "load_policy",
+    "parse_policy",
+    "policy_from_toml",
 ]

@@ -6,6 +6,13 @@ depends on time takes ``now``. `tests/core/test_purity.py` enforces it.
 
 from __future__ import annotations
 
+from .classify import Classification as Classification
+from .classify import Classifier as Classifier
+from .classify import RequestInfo as RequestInfo
+from .classify import Rule as Rule
+from .classify import TrustPolicy as TrustPolicy
+from .config import Policy as Policy
+from .config import parse_policy as parse_policy
 from .levels import DEFAULT_LEVELS as DEFAULT_LEVELS
 from .levels import Level as Level
 from .levels import LevelSet as LevelSet
@@ -24,6 +31,8 @@ from .tickets import TicketState as TicketState
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "Classification",
+    "Classifier",
     "GatePolicy",
     "GateStats",
     "Level",
@@ -33,9 +42,14 @@ __all__ = [
     "LevelStats",
     "Order",
     "Percent",
+    "Policy",
     "Reason",
+    "RequestInfo",
+    "Rule",
     "Scheduler",
     "Ticket",
     "TicketState",
+    "TrustPolicy",
     "WaitSummary",
+    "parse_policy",
 ]
