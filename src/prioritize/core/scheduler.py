@@ -48,6 +48,7 @@ from ..errors import ConfigError, TicketStateError
 from .lanes import Lane
 from .levels import Level, LevelSet
 from .policy import GatePolicy, LevelLimits, Order
+from .rate import CompletionRate
 from .stats import GateStats, LevelStats, WaitHistogram
 from .tickets import Reason, Ticket, TicketState
 
@@ -60,8 +61,6 @@ _RELEASED = TicketState.RELEASED
 _CANCELLED = TicketState.CANCELLED
 _SHED = TicketState.SHED
 
-#: Completions are counted over two windows of this many seconds for ``retry_after``.
-_RATE_WINDOW = 5.0
 #: ``retry_after`` when nothing has completed recently to measure a rate from.
 _FALLBACK_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 3600.0
@@ -93,21 +92,19 @@ class Scheduler:
     __slots__ = (
         "_capacity",
         "_closed",
+        "_completions",
         "_counters",
         "_has_min",
         "_in_use",
         "_lanes",
         "_limits",
         "_now",
-        "_prev_completions",
         "_queue_limit",
         "_reserve",
         "_reserve_stale",
         "_vtime",
         "_waiting",
         "_weighted",
-        "_win_completions",
-        "_win_start",
         "levels",
         "name",
         "policy",
@@ -131,9 +128,7 @@ class Scheduler:
         self._reserve_stale = True
         self._has_min = False
         self._limits: list[LevelLimits] = []
-        self._win_start = 0.0
-        self._win_completions = 0
-        self._prev_completions = 0
+        self._completions = CompletionRate()
         self._apply_capacity(policy.capacity)
 
     # -- queries ----------------------------------------------------------------
@@ -204,14 +199,7 @@ class Scheduler:
 
     def completion_rate(self, now: float) -> float:
         """Releases per second over the recent window (the ``retry_after`` denominator)."""
-        elapsed = max(now, self._now) - self._win_start
-        if elapsed >= 2 * _RATE_WINDOW:
-            return 0.0
-        if elapsed >= _RATE_WINDOW:
-            carried = self._win_completions * (1.0 - (elapsed - _RATE_WINDOW) / _RATE_WINDOW)
-            return carried / _RATE_WINDOW
-        carried = self._prev_completions * (1.0 - elapsed / _RATE_WINDOW)
-        return (carried + self._win_completions) / _RATE_WINDOW
+        return self._completions.per_second(max(now, self._now))
 
     # -- mutations --------------------------------------------------------------
 
@@ -290,9 +278,7 @@ class Scheduler:
             self._reserve_stale = True
         self._in_use -= 1
         self._counters[lane.level.rank].released += 1
-        if now - self._win_start >= _RATE_WINDOW:
-            self._roll_window(now)
-        self._win_completions += 1
+        self._completions.record(now)
         if not self._waiting:
             return []
         changed: list[Ticket] = []
@@ -518,15 +504,9 @@ class Scheduler:
         self._vtime = lane.pass_
         lane.pass_ += lane.stride
 
-    def _roll_window(self, now: float) -> None:
-        elapsed = now - self._win_start
-        self._prev_completions = self._win_completions if elapsed < 2 * _RATE_WINDOW else 0
-        self._win_completions = 0
-        self._win_start = now - (elapsed % _RATE_WINDOW) if elapsed < 2 * _RATE_WINDOW else now
-
     def _retry_after(self, rank: int, now: float) -> float:
         """Little's law: the work queued ahead of this level over the completion rate."""
-        rate = self.completion_rate(now)
+        rate = self._completions.per_second(now)
         if rate <= 0.0:
             return _FALLBACK_RETRY_AFTER
         lane = self._lanes[rank]
