@@ -99,11 +99,11 @@ def test_tool_prioritize_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
     assert str(error_of(path)) == f"tool.prioritize: 'yes' is not a table (in {path})"
 
 
-def test_problems_of_a_file_carry_a_note_naming_it(tmp_path: Path) -> None:
+def test_problems_of_a_file_name_it(tmp_path: Path) -> None:
     path = write(tmp_path, "prioritize.toml", "[gates.api]\ncapacity = 0\n")
     error = error_of(path)
-    assert str(error) == "gates.api.capacity: 0 is not a whole number ≥ 1"
-    assert error.__notes__ == [f"in {path}"]
+    assert str(error) == f"gates.api.capacity: 0 is not a whole number ≥ 1 (in {path})"
+    assert error.source == str(path)
 
 
 def test_every_problem_in_a_file_is_reported_at_once(tmp_path: Path) -> None:
@@ -120,12 +120,12 @@ method = []
 """
     error = error_of(write(tmp_path, "prioritize.toml", text))
     assert len(error.problems) == 4
-    assert str(error).startswith("4 problems in the policy:\n  - default_level: ")
+    assert str(error).startswith(f"4 problems in {error.source}:\n  - default_level: ")
 
 
 def test_toml_booleans_are_not_numbers(tmp_path: Path) -> None:
     path = write(tmp_path, "prioritize.toml", "[gates.api]\ncapacity = true\n")
-    assert str(error_of(path)) == "gates.api.capacity: True is not a whole number ≥ 1"
+    assert str(error_of(path)) == f"gates.api.capacity: true is not a whole number ≥ 1 (in {path})"
 
 
 # --- reading failures ---------------------------------------------------------------------

@@ -75,16 +75,13 @@ def _build(data: Mapping[str, object], source: str) -> Policy:
     try:
         return parse_policy(table, source)
     except ConfigError as exc:
-        if not is_pyproject:
-            exc.add_note(f"in {source}")
-            raise
-        problems = [
-            Problem(f"{_TOOL_TABLE}.{p.path}" if p.path else _TOOL_TABLE, p.message)
-            for p in exc.problems
-        ]
-        error = ConfigError(problems)
-        error.add_note(f"in {source}")
-        raise error from None
+        problems = exc.problems
+        if is_pyproject:
+            problems = tuple(
+                Problem(f"{_TOOL_TABLE}.{p.path}" if p.path else _TOOL_TABLE, p.message)
+                for p in problems
+            )
+        raise ConfigError(problems, source) from None
 
 
 def _tool_table(data: Mapping[str, object], source: str) -> Mapping[str, object] | None:

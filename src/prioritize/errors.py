@@ -49,18 +49,30 @@ class Problem:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-class ConfigError(PrioritizeError, ValueError):
-    """A policy is invalid; ``problems`` lists every problem found, not just the first."""
+def show(value: object) -> str:
+    """A configuration value as the user wrote it: TOML spelling for booleans."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
-    def __init__(self, problems: Sequence[Problem] | str) -> None:
+
+class ConfigError(PrioritizeError, ValueError):
+    """A policy is invalid; ``problems`` lists every problem found, not just the first.
+
+    ``source`` names the file (or other origin) the policy came from, when known.
+    """
+
+    def __init__(self, problems: Sequence[Problem] | str, source: str | None = None) -> None:
         if isinstance(problems, str):
             problems = [Problem("", problems)]
         self.problems: tuple[Problem, ...] = tuple(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
         if len(self.problems) == 1:
-            text = str(self.problems[0])
+            text = f"{self.problems[0]}{f' ({where[1:]})' if where else ''}"
         else:
             lines = "\n".join(f"  - {p}" for p in self.problems)
-            text = f"{len(self.problems)} problems in the policy:\n{lines}"
+            text = f"{len(self.problems)} problems{where or ' in the policy'}:\n{lines}"
         super().__init__(text)
 
 

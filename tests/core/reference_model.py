@@ -161,7 +161,7 @@ class Model:
 
     def queue_or_shed(self, t: ModelTicket) -> list[ModelTicket]:
         lim = self.limits[t.rank]
-        if not t.wait or lim.max_wait <= 0:
+        if not t.wait or lim.max_wait <= 0 or lim.max == 0:
             self.shed(t, Reason.LIMIT)
             return [t]
         if len(self.queues[t.rank]) >= lim.queue:

@@ -177,11 +177,11 @@ def test_simulate_table_is_passed_through_untouched_and_read_only() -> None:
         ),
         (
             {"gates": {"api": {"capacity": True}}},
-            "gates.api.capacity: True is not a whole number ≥ 1",
+            "gates.api.capacity: true is not a whole number ≥ 1",
         ),
         (gate(order="fifo"), "gates.api.order: 'fifo' is not one of 'strict', 'weighted'"),
         (gate(queue=-1), "gates.api.queue: -1 is not a whole number ≥ 0"),
-        (gate(queue=False), "gates.api.queue: False is not a whole number ≥ 0"),
+        (gate(queue=False), "gates.api.queue: false is not a whole number ≥ 0"),
         (gate(levels=[]), "gates.api.levels: [] is not a table"),
         (
             gate(levels={"critcal": {}}),
@@ -203,7 +203,7 @@ def test_simulate_table_is_passed_through_untouched_and_read_only() -> None:
         ),
         (
             level("low", max=True),
-            "gates.api.levels.low.max: True is not a whole number ≥ 0 or a percentage like '40%'",
+            "gates.api.levels.low.max: true is not a whole number ≥ 0 or a percentage like '40%'",
         ),
         (
             level("low", min="abc%"),
@@ -224,7 +224,7 @@ def test_simulate_table_is_passed_through_untouched_and_read_only() -> None:
         (level("low", weight=0), "gates.api.levels.low.weight: 0 is not a number > 0"),
         (level("low", weight="4"), "gates.api.levels.low.weight: '4' is not a number > 0"),
         (level("low", weight=math.inf), "gates.api.levels.low.weight: inf is not a number > 0"),
-        (level("low", weight=True), "gates.api.levels.low.weight: True is not a number > 0"),
+        (level("low", weight=True), "gates.api.levels.low.weight: true is not a number > 0"),
         (level("low", queue=1.5), "gates.api.levels.low.queue: 1.5 is not a whole number ≥ 0"),
         (
             level("low", max_wait=-1),

@@ -239,6 +239,14 @@ def test_a_level_that_never_waits_is_shed_with_limit() -> None:
     assert s.waiting == 0
 
 
+def test_a_level_with_max_0_is_shed_at_once_instead_of_queueing() -> None:
+    s = gate(2, low=LevelPolicy(max=0, max_wait=INF))
+    t = submit(s, "low")
+    assert t.reason is Reason.LIMIT
+    assert s.waiting == 0
+    assert s.next_deadline() is None
+
+
 def test_waiters_past_max_wait_are_shed_with_timeout() -> None:
     s = gate(1, low=LevelPolicy(max_wait=2.0), bulk=LevelPolicy(max_wait=5.0))
     holder = submit(s, "normal")
@@ -461,3 +469,13 @@ def test_time_going_backwards_is_treated_as_the_last_time_seen() -> None:
     late = submit(s, "normal", 5.0)  # a stale clock reading
     assert late.submitted_at == 10.0
     assert late.deadline == 11.0
+
+
+def test_every_bad_level_name_is_its_own_problem() -> None:
+    with pytest.raises(ConfigError) as info:
+        LevelSet(["Gold", "silver", "silver"])
+    assert [str(p) for p in info.value.problems] == [
+        "levels: level name 'Gold' is not accepted: use 1-32 lowercase letters, digits, "
+        "'_' or '-', starting with a letter",
+        "levels: level name 'silver' appears twice",
+    ]

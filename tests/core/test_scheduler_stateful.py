@@ -50,7 +50,7 @@ def level_policies(draw: st.DrawFn, capacity: int, spare: list[float]) -> LevelP
         exact = pct * capacity / 100
         low = f"{pct}%" if exact <= spare[0] else 0
         spare[0] -= exact if low else 0
-    high = draw(st.one_of(st.none(), st.integers(1, capacity + 1), st.just("50%")))
+    high = draw(st.one_of(st.none(), st.integers(0, capacity + 1), st.just("50%")))
     if high is not None and isinstance(low, int) and isinstance(high, int) and high < low:
         high = low
     if isinstance(low, str) and isinstance(high, int) and high * 100 < int(low[:-1]) * capacity:

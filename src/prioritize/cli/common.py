@@ -30,6 +30,7 @@ def fail(error: ConfigError, source: object = None) -> NoReturn:
     if len(problems) == 1 and not problems[0].path:
         click.echo(f"error: {problems[0].message}", err=True)  # names its file already
         raise SystemExit(1)
+    source = source or error.source
     where = f" in {source}" if source else ""
     click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}{where}:", err=True)
     for problem in problems:

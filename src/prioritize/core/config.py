@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeGuard, TypeVar, final
 
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, Problem, show
 from .classify import (
     Classifier,
     Rule,
@@ -340,7 +340,7 @@ class _Report:
         self.problems.append(Problem(path, message))
 
     def bad(self, path: str, value: object, accepted: str) -> None:
-        self.add(path, f"{value!r} is not {accepted}")
+        self.add(path, f"{show(value)} is not {accepted}")
 
     def table(
         self, value: object, path: str, keys: tuple[str, ...] | None

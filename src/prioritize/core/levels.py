@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import final
 
-from ..errors import ConfigError, UnknownLevelError
+from ..errors import ConfigError, Problem, UnknownLevelError, show
 
 __all__ = ["DEFAULT_LEVELS", "Level", "LevelSet"]
 
@@ -59,14 +59,14 @@ class LevelSet:
         for name in names:
             if not isinstance(name, str) or not _NAME.match(name):
                 problems.append(
-                    f"level name {name!r} is not accepted: use 1-32 lowercase letters, "
+                    f"level name {show(name)} is not accepted: use 1-32 lowercase letters, "
                     "digits, '_' or '-', starting with a letter"
                 )
             elif name in seen:
                 problems.append(f"level name {name!r} appears twice")
             seen.add(name)
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError([Problem("levels", problem) for problem in problems])
         self._levels: tuple[Level, ...] = tuple(Level(i, n) for i, n in enumerate(names))
         self._by_name: dict[str, Level] = {lvl.name: lvl for lvl in self._levels}
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import final
 
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, Problem, show
 from .levels import DEFAULT_LEVELS, LevelSet
 
 __all__ = [
@@ -158,14 +158,16 @@ class GatePolicy:
         base = f"gates.{self.name}" if prefix is None else prefix
         out: list[Problem] = []
         if not _is_whole(self.capacity) or self.capacity < 1:
-            out.append(Problem(f"{base}.capacity", f"{self.capacity!r} is not a whole number ≥ 1"))
+            out.append(
+                Problem(f"{base}.capacity", f"{show(self.capacity)} is not a whole number ≥ 1")
+            )
             return out  # every other check depends on capacity
         if not isinstance(self.order, Order):
             out.append(
-                Problem(f"{base}.order", f"{self.order!r} is not one of 'strict', 'weighted'")
+                Problem(f"{base}.order", f"{show(self.order)} is not one of 'strict', 'weighted'")
             )
         if not _is_whole(self.queue) or self.queue < 0:
-            out.append(Problem(f"{base}.queue", f"{self.queue!r} is not a whole number ≥ 0"))
+            out.append(Problem(f"{base}.queue", f"{show(self.queue)} is not a whole number ≥ 0"))
         for name, lp in self.levels.items():
             path = f"{base}.levels.{name}"
             if name not in self.level_set:
@@ -249,7 +251,7 @@ def _quantity_problem(q: object, path: str) -> Problem | None:
             return Problem(path, f"{q} is not a percentage from 0% to 100%")
         return None
     if not _is_whole(q) or q < 0:  # type: ignore[operator]
-        return Problem(path, f"{q!r} is not a whole number ≥ 0 or a percentage like '40%'")
+        return Problem(path, f"{show(q)} is not a whole number ≥ 0 or a percentage like '40%'")
     return None
 
 
@@ -263,12 +265,14 @@ def _level_problems(lp: LevelPolicy, path: str, capacity: int) -> list[Problem]:
         if p is not None
     ]
     if not _is_number(lp.weight) or not math.isfinite(lp.weight) or lp.weight <= 0:
-        out.append(Problem(f"{path}.weight", f"{lp.weight!r} is not a number > 0"))
+        out.append(Problem(f"{path}.weight", f"{show(lp.weight)} is not a number > 0"))
     if lp.queue is not None and (not _is_whole(lp.queue) or lp.queue < 0):
-        out.append(Problem(f"{path}.queue", f"{lp.queue!r} is not a whole number ≥ 0"))
+        out.append(Problem(f"{path}.queue", f"{show(lp.queue)} is not a whole number ≥ 0"))
     if not _is_number(lp.max_wait) or math.isnan(lp.max_wait) or lp.max_wait < 0:
         out.append(
-            Problem(f"{path}.max_wait", f"{lp.max_wait!r} is not a number of seconds ≥ 0 (or inf)")
+            Problem(
+                f"{path}.max_wait", f"{show(lp.max_wait)} is not a number of seconds ≥ 0 (or inf)"
+            )
         )
     return out
 

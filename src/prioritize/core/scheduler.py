@@ -422,7 +422,8 @@ class Scheduler:
         self._waiting += 1
 
     def _queue_or_shed(self, lane: Lane, ticket: Ticket, now: float) -> list[Ticket]:
-        if not ticket.wait or lane.max_wait <= 0.0:
+        if not ticket.wait or lane.max_wait <= 0.0 or lane.max == 0:
+            # may not wait, or would wait for a seat its level can never hold
             self._shed(ticket, Reason.LIMIT, now)
             return [ticket]
         if lane.waiting >= lane.queue:

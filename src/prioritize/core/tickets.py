@@ -54,7 +54,8 @@ class Reason(StrEnum):
     EVICTED = "evicted"
     #: it waited ``max_wait`` seconds without getting a seat
     TIMEOUT = "timeout"
-    #: no seat was free at once and the request may not wait (``max_wait = 0`` or try-only)
+    #: no seat was free at once and the request may not wait (``max_wait = 0``,
+    #: a try-only ticket, or a level whose ``max`` is 0)
     LIMIT = "limit"
     #: the gate was closed
     SHUTDOWN = "shutdown"
