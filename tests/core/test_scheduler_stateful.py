@@ -93,6 +93,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.twins: dict[int, ModelTicket] = {}
         self.seq: dict[int, int] = {}
         self.last_granted: dict[tuple[int, Hashable | None], int] = {}
+        self.submitted: dict[int, int] = {}
+        self.released: dict[int, int] = {}
 
     @initialize(policy=gate_policies())
     def start(self, policy: GatePolicy) -> None:
@@ -147,6 +149,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(rank=st.integers(0, 4), flow=st.sampled_from(FLOWS), wait=st.booleans() | st.just(True))
     def submit(self, rank: int, flow: Hashable | None, wait: bool) -> None:
         t = self.new_ticket(rank, flow, wait)
+        self.submitted[t.level.rank] = self.submitted.get(t.level.rank, 0) + 1
         changed = self.scheduler.submit(t, self.now)
         self.check(changed, self.model.submit(self.twins[id(t)], self.now))
 
@@ -220,6 +223,12 @@ class SchedulerMachine(RuleBasedStateMachine):
     @invariant()
     def counters_balance(self) -> None:
         for stats, lane in zip(self.scheduler.stats().levels, self.scheduler._lanes, strict=True):
+            rank = lane.level.rank
+            assert stats.submitted == self.submitted.get(rank, 0)
+            released = sum(
+                1 for t in self.tickets if t.level.rank == rank and t.state is TicketState.RELEASED
+            )
+            assert stats.released == released
             ended = stats.granted + stats.shed_total + stats.cancelled
             assert stats.submitted == ended + stats.waiting
             assert stats.granted == stats.released + stats.in_use

@@ -33,7 +33,8 @@ from collections.abc import Hashable
 from typing import final
 
 from .levels import Level
-from .tickets import Ticket, TicketState
+from .stats import WaitHistogram
+from .tickets import Reason, Ticket, TicketState
 
 __all__: list[str] = []
 
@@ -54,10 +55,11 @@ class _Flow:
 
 @final
 class Lane:
-    """Waiting tickets and seat counters of one level at one gate."""
+    """Waiting tickets, seats held and counters of one level at one gate."""
 
     __slots__ = (
         "arrivals",
+        "cancelled",
         "flows",
         "held",
         "level",
@@ -67,9 +69,11 @@ class Lane:
         "pass_",
         "queue",
         "ring",
+        "shed",
         "stale",
         "stride",
         "waiting",
+        "waits",
         "weight",
     )
 
@@ -91,9 +95,16 @@ class Lane:
         self.arrivals: deque[Ticket] = deque()
         self.flows: dict[Hashable | None, _Flow] = {}
         self.ring: deque[_Flow] = deque()
+        # counters, for stats; grants are counted by ``waits``, and submissions and
+        # releases follow from the outcomes, so the hot path counts nothing twice
+        self.cancelled = 0
+        self.shed: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.waits = WaitHistogram()
 
-    def append(self, ticket: Ticket) -> None:
-        """Queue ``ticket`` at the back of its flow (the caller has set its state)."""
+    def append(self, ticket: Ticket, deadline: float) -> None:
+        """Queue ``ticket`` at the back of its flow, to be shed at ``deadline``."""
+        ticket.state = _WAITING
+        ticket.deadline = deadline
         flow = self.flows.get(ticket.flow)
         if flow is None:
             flow = self.flows[ticket.flow] = _Flow(ticket.flow)
@@ -128,7 +139,9 @@ class Lane:
             arrivals.popleft()
         else:
             self.stale += 1
-        self._left()
+        waiting = self.waiting = self.waiting - 1
+        if not waiting or self.stale > 2 * waiting + _COMPACT_SLACK:
+            self._tidy()
         return ticket
 
     def pop_newest(self) -> Ticket:
@@ -190,6 +203,9 @@ class Lane:
 
     def _left(self) -> None:
         self.waiting -= 1
+        self._tidy()
+
+    def _tidy(self) -> None:
         if self.waiting == 0:
             if self.stale:  # with no stale entry every deque is already empty
                 self.arrivals.clear()

@@ -64,19 +64,7 @@ _SHED = TicketState.SHED
 #: ``retry_after`` when nothing has completed recently to measure a rate from.
 _FALLBACK_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 3600.0
-
-
-@final
-class _Counters:
-    __slots__ = ("cancelled", "granted", "released", "shed", "submitted", "waits")
-
-    def __init__(self) -> None:
-        self.submitted = 0
-        self.granted = 0
-        self.released = 0
-        self.cancelled = 0
-        self.shed: dict[Reason, int] = dict.fromkeys(Reason, 0)
-        self.waits = WaitHistogram()
+_WAIT_BATCH = WaitHistogram.BATCH
 
 
 @final
@@ -90,10 +78,10 @@ class Scheduler:
     """
 
     __slots__ = (
+        "_by_name",
         "_capacity",
         "_closed",
         "_completions",
-        "_counters",
         "_has_min",
         "_in_use",
         "_lanes",
@@ -102,6 +90,7 @@ class Scheduler:
         "_queue_limit",
         "_reserve",
         "_reserve_stale",
+        "_simple",
         "_vtime",
         "_waiting",
         "_weighted",
@@ -115,7 +104,7 @@ class Scheduler:
         self.name = policy.name
         self.levels: LevelSet = policy.level_set
         self._lanes = [Lane(level) for level in self.levels]
-        self._counters = [_Counters() for _ in self.levels]
+        self._by_name = {level.name: level for level in self.levels}
         self._weighted = policy.order is Order.WEIGHTED
         self._queue_limit = policy.queue
         self._capacity = 0
@@ -127,6 +116,7 @@ class Scheduler:
         self._reserve = [0] * len(self._lanes)
         self._reserve_stale = True
         self._has_min = False
+        self._simple = False
         self._limits: list[LevelLimits] = []
         self._completions = CompletionRate()
         self._apply_capacity(policy.capacity)
@@ -186,20 +176,23 @@ class Scheduler:
                 in_use=lane.held,
                 waiting=lane.waiting,
                 flows=len(lane.flow_keys()),
-                submitted=c.submitted,
-                granted=c.granted,
-                released=c.released,
-                cancelled=c.cancelled,
-                shed=dict(c.shed),
-                wait=c.waits.summary(),
+                submitted=lane.waits.count
+                + sum(lane.shed.values())
+                + lane.cancelled
+                + lane.waiting,
+                granted=lane.waits.count,
+                released=lane.waits.count - lane.held,
+                cancelled=lane.cancelled,
+                shed=dict(lane.shed),
+                wait=lane.waits.summary(),
             )
-            for lane, c in zip(self._lanes, self._counters, strict=True)
+            for lane in self._lanes
         )
         return GateStats(self.name, self._capacity, self._in_use, self._waiting, levels)
 
     def completion_rate(self, now: float) -> float:
         """Releases per second over the recent window (the ``retry_after`` denominator)."""
-        return self._completions.per_second(max(now, self._now))
+        return self._completions.per_second(max(now, self._now), self._released())
 
     # -- mutations --------------------------------------------------------------
 
@@ -212,7 +205,8 @@ class Scheduler:
         wait: bool = True,
     ) -> Ticket:
         """A new ticket of this gate's level set (names and ranks are resolved here)."""
-        return Ticket(self.levels.resolve(level), flow, data, wait=wait)
+        resolved = self._by_name.get(level) if type(level) is str else None
+        return Ticket(resolved or self.levels.resolve(level), flow, data, wait=wait)
 
     def submit(self, ticket: Ticket, now: float) -> list[Ticket]:
         """Ask for a seat. The ticket ends up GRANTED, WAITING or SHED.
@@ -224,20 +218,17 @@ class Scheduler:
             raise TicketStateError(
                 f"{ticket!r} was already submitted; submit only new tickets, once"
             )
-        rank = ticket.level.rank
-        lanes = self._lanes
-        if rank >= len(lanes) or lanes[rank].level != ticket.level:
-            raise TicketStateError(
-                f"{ticket!r} has level {ticket.level!r}, which is not one of gate "
-                f"{self.name!r}'s levels {self.levels.names}; create it with Scheduler.ticket()"
-            )
+        try:
+            lane = self._lanes[ticket.level.rank]
+        except IndexError:
+            lane = self._lane_of(ticket)  # raises
+        if lane.level is not ticket.level:  # identity: cheaper than Level.__eq__
+            lane = self._lane_of(ticket)
         if now > self._now:
             self._now = now
         else:
             now = self._now
-        lane = lanes[rank]
         ticket.submitted_at = now
-        self._counters[rank].submitted += 1
         if self._closed:
             self._shed(ticket, Reason.SHUTDOWN, now)
             return [ticket]
@@ -245,7 +236,7 @@ class Scheduler:
         if (
             free > 0
             and lane.held < lane.max
-            and free > (self._reserves()[rank] if self._has_min else 0)
+            and free > (self._reserves()[lane.level.rank] if self._has_min else 0)
         ):
             if not self._waiting:
                 self._grant(lane, ticket, now)
@@ -266,7 +257,12 @@ class Scheduler:
         """Give a granted ticket's seat back; returns the tickets granted in its place."""
         if ticket.state is not _GRANTED:
             raise TicketStateError(f"cannot release {ticket!r}: only a granted ticket holds a seat")
-        lane = self._lane_of(ticket)
+        try:
+            lane = self._lanes[ticket.level.rank]
+        except IndexError:
+            lane = self._lane_of(ticket)  # raises
+        if lane.level is not ticket.level:  # identity: cheaper than Level.__eq__
+            lane = self._lane_of(ticket)
         if now > self._now:
             self._now = now
         else:
@@ -277,8 +273,8 @@ class Scheduler:
         if held <= lane.min:
             self._reserve_stale = True
         self._in_use -= 1
-        self._counters[lane.level.rank].released += 1
-        self._completions.record(now)
+        if now >= self._completions.due:
+            self._completions.sample(now, self._released())
         if not self._waiting:
             return []
         changed: list[Ticket] = []
@@ -300,7 +296,7 @@ class Scheduler:
             ticket.state = _CANCELLED
             lane.remove(ticket)
             self._waiting -= 1
-            self._counters[lane.level.rank].cancelled += 1
+            lane.cancelled += 1
             # Leaving can unblock nobody: a waiter only ever blocks by holding a seat.
             return []
         if state is _NEW:
@@ -364,12 +360,14 @@ class Scheduler:
     # -- internals --------------------------------------------------------------
 
     def _lane_of(self, ticket: Ticket) -> Lane:
-        rank = ticket.level.rank
-        if rank < len(self._lanes):
-            lane = self._lanes[rank]
-            if lane.level == ticket.level:
-                return lane
-        raise TicketStateError(f"{ticket!r} does not belong to gate {self.name!r}")
+        """The ticket's lane, checked: its level must be one of this gate's levels."""
+        level = ticket.level
+        if 0 <= level.rank < len(self._lanes) and self._lanes[level.rank].level == level:
+            return self._lanes[level.rank]
+        raise TicketStateError(
+            f"{ticket!r} has level {level!r}, which is not one of gate {self.name!r}'s "
+            f"levels {self.levels.names}; create tickets with Scheduler.ticket()"
+        )
 
     def _apply_capacity(self, capacity: int) -> None:
         self._capacity = capacity
@@ -382,6 +380,8 @@ class Scheduler:
             lane.queue = lim.queue
             lane.max_wait = lim.max_wait
         self._has_min = any(lim.min for lim in self._limits)
+        # strict order and no reservation anywhere: dispatch takes the short path
+        self._simple = not self._has_min and not self._weighted
         self._reserve_stale = True
 
     def _reserves(self) -> list[int]:
@@ -403,22 +403,22 @@ class Scheduler:
         if held < lane.min:
             self._reserve_stale = True
         self._in_use += 1
-        counters = self._counters[lane.level.rank]
-        counters.granted += 1
-        counters.waits.record(now - ticket.submitted_at)
+        waits = lane.waits  # also the count of grants
+        pending = waits.pending
+        pending.append(now - ticket.submitted_at)
+        if len(pending) >= _WAIT_BATCH:
+            waits.fold()
 
     def _shed(self, ticket: Ticket, reason: Reason, now: float) -> None:
         ticket.state = _SHED
         ticket.reason = reason
         ticket.retry_after = self._retry_after(ticket.level.rank, now)
-        self._counters[ticket.level.rank].shed[reason] += 1
+        self._lanes[ticket.level.rank].shed[reason] += 1
 
     def _enqueue(self, lane: Lane, ticket: Ticket, now: float) -> None:
-        ticket.state = _WAITING
-        ticket.deadline = now + lane.max_wait
         if self._weighted and not lane.waiting and lane.pass_ < self._vtime:
             lane.pass_ = self._vtime  # no credit hoarded while idle
-        lane.append(ticket)
+        lane.append(ticket, now + lane.max_wait)
         self._waiting += 1
 
     def _queue_or_shed(self, lane: Lane, ticket: Ticket, now: float) -> list[Ticket]:
@@ -439,7 +439,10 @@ class Scheduler:
             self._shed(victim, Reason.EVICTED, now)
             self._enqueue(lane, ticket, now)
             return [victim]
-        self._enqueue(lane, ticket, now)
+        if self._weighted and not lane.waiting and lane.pass_ < self._vtime:
+            lane.pass_ = self._vtime  # as _enqueue, inlined: this is the hot path
+        lane.append(ticket, now + lane.max_wait)
+        self._waiting += 1
         return []
 
     def _least_important_waiting(self) -> Lane | None:
@@ -450,10 +453,19 @@ class Scheduler:
 
     def _dispatch(self, now: float, changed: list[Ticket]) -> None:
         """Hand free seats to waiters until none is free or no waiter is eligible."""
+        lanes = self._lanes
         while self._waiting and self._in_use < self._capacity:
-            lane = self._choose()
-            if lane is None:
-                return
+            if self._simple:  # rule 4, strict, with no min to honour: the hot path
+                for lane in lanes:
+                    if lane.waiting and lane.held < lane.max:
+                        break
+                else:
+                    return
+            else:
+                choice = self._choose()
+                if choice is None:
+                    return
+                lane = choice
             ticket = lane.pop_next()
             self._waiting -= 1
             if ticket.deadline < now:  # the adapter's expiry timer is late
@@ -487,12 +499,7 @@ class Scheduler:
         return best
 
     def _choose_unreserved(self) -> Lane | None:
-        # With no min anywhere every level is eligible below its max: the common case.
-        if not self._weighted:
-            for lane in self._lanes:
-                if lane.waiting and lane.held < lane.max:
-                    return lane
-            return None
+        # Weighted order with no min anywhere: every level is eligible below its max.
         best: Lane | None = None
         for lane in self._lanes:
             if lane.waiting and lane.held < lane.max and (best is None or lane.pass_ < best.pass_):
@@ -501,13 +508,17 @@ class Scheduler:
             self._charge(best)
         return best
 
+    def _released(self) -> int:
+        """Seats given back so far: every grant ends in exactly one release."""
+        return sum(lane.waits.count - lane.held for lane in self._lanes)
+
     def _charge(self, lane: Lane) -> None:
         self._vtime = lane.pass_
         lane.pass_ += lane.stride
 
     def _retry_after(self, rank: int, now: float) -> float:
         """Little's law: the work queued ahead of this level over the completion rate."""
-        rate = self._completions.per_second(now)
+        rate = self._completions.per_second(now, self._released())
         if rate <= 0.0:
             return _FALLBACK_RETRY_AFTER
         lane = self._lanes[rank]
