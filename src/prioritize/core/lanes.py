@@ -33,7 +33,7 @@ from collections.abc import Hashable
 from typing import final
 
 from .levels import Level
-from .stats import WaitHistogram
+from .stats import LevelStats, WaitHistogram
 from .tickets import Reason, Ticket, TicketState
 
 __all__: list[str] = []
@@ -221,6 +221,24 @@ class Lane:
         for flow in self.ring:
             flow.queue = deque(t for t in flow.queue if t.state is _WAITING)
         self.stale = 0
+
+    def stats(self) -> LevelStats:
+        """A frozen snapshot of this level's seats, queue and counters."""
+        granted = self.waits.count
+        return LevelStats(
+            level=self.level.name,
+            min=self.min,
+            max=self.max,
+            in_use=self.held,
+            waiting=self.waiting,
+            flows=len(self.flow_keys()),
+            submitted=granted + sum(self.shed.values()) + self.cancelled + self.waiting,
+            granted=granted,
+            released=granted - self.held,
+            cancelled=self.cancelled,
+            shed=dict(self.shed),
+            wait=self.waits.summary(),
+        )
 
     def tickets(self) -> list[Ticket]:
         """Live waiting tickets in arrival order (for close, stats and tests; O(n))."""

@@ -45,11 +45,12 @@ from collections.abc import Hashable
 from typing import final
 
 from ..errors import ConfigError, TicketStateError
+from .choice import choose, choose_unreserved, lanes_ahead
 from .lanes import Lane
 from .levels import Level, LevelSet
 from .policy import GatePolicy, LevelLimits, Order
 from .rate import CompletionRate
-from .stats import GateStats, LevelStats, WaitHistogram
+from .stats import GateStats, WaitHistogram
 from .tickets import Reason, Ticket, TicketState
 
 __all__ = ["Scheduler"]
@@ -168,26 +169,7 @@ class Scheduler:
 
     def stats(self) -> GateStats:
         """A frozen snapshot of seats, queues and counters per level."""
-        levels = tuple(
-            LevelStats(
-                level=lane.level.name,
-                min=lane.min,
-                max=lane.max,
-                in_use=lane.held,
-                waiting=lane.waiting,
-                flows=len(lane.flow_keys()),
-                submitted=lane.waits.count
-                + sum(lane.shed.values())
-                + lane.cancelled
-                + lane.waiting,
-                granted=lane.waits.count,
-                released=lane.waits.count - lane.held,
-                cancelled=lane.cancelled,
-                shed=dict(lane.shed),
-                wait=lane.waits.summary(),
-            )
-            for lane in self._lanes
-        )
+        levels = tuple(lane.stats() for lane in self._lanes)
         return GateStats(self.name, self._capacity, self._in_use, self._waiting, levels)
 
     def completion_rate(self, now: float) -> float:
@@ -476,58 +458,31 @@ class Scheduler:
 
     def _choose(self) -> Lane | None:
         if not self._has_min:
-            return self._choose_unreserved()
-        free = self._capacity - self._in_use
-        reserves = self._reserves()
-        guarantee: Lane | None = None
-        best: Lane | None = None
-        for lane in self._lanes:
-            if not lane.waiting or lane.held >= lane.max:
-                continue
-            if guarantee is None and lane.held < lane.min:
-                guarantee = lane
-            if free > reserves[lane.level.rank] and (
-                best is None or (self._weighted and lane.pass_ < best.pass_)
-            ):
-                best = lane
-        if best is None:
-            return None
-        if guarantee is not None:
-            return guarantee
-        if self._weighted:
-            self._charge(best)
-        return best
-
-    def _choose_unreserved(self) -> Lane | None:
-        # Weighted order with no min anywhere: every level is eligible below its max.
-        best: Lane | None = None
-        for lane in self._lanes:
-            if lane.waiting and lane.held < lane.max and (best is None or lane.pass_ < best.pass_):
-                best = lane
-        if best is not None:
-            self._charge(best)
-        return best
-
-    def _released(self) -> int:
-        """Seats given back so far: every grant ends in exactly one release."""
-        return sum(lane.waits.count - lane.held for lane in self._lanes)
+            lane = choose_unreserved(self._lanes)
+            if lane is not None:
+                self._charge(lane)
+            return lane
+        lane, by_guarantee = choose(
+            self._lanes, self._capacity - self._in_use, self._reserves(), self._weighted
+        )
+        if lane is not None and self._weighted and not by_guarantee:
+            self._charge(lane)  # guaranteed seats are not contended: they cost no turn
+        return lane
 
     def _charge(self, lane: Lane) -> None:
         self._vtime = lane.pass_
         lane.pass_ += lane.stride
+
+    def _released(self) -> int:
+        """Seats given back so far: every grant ends in exactly one release."""
+        return sum(lane.waits.count - lane.held for lane in self._lanes)
 
     def _retry_after(self, rank: int, now: float) -> float:
         """Little's law: the work queued ahead of this level over the completion rate."""
         rate = self._completions.per_second(now, self._released())
         if rate <= 0.0:
             return _FALLBACK_RETRY_AFTER
-        lane = self._lanes[rank]
-        if self._weighted:
-            active = sum(other.weight for other in self._lanes if other.waiting) or lane.weight
-            ahead = (lane.waiting + 1) * active / lane.weight
-        else:
-            ahead = sum(other.waiting for other in self._lanes[: rank + 1]) + 1
-        return min(ahead / rate, _MAX_RETRY_AFTER)
+        return min(lanes_ahead(self._lanes, rank, self._weighted) / rate, _MAX_RETRY_AFTER)
 
     def __repr__(self) -> str:
         return (
