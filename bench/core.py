@@ -51,54 +51,46 @@ unless ``--gc`` is given; it is collected before each run.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
-import datetime
-import gc
 import heapq
 import json
-import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from time import perf_counter_ns
 from typing import Any
 
-import prioritize
 from baselines import heapq_queue
 from baselines.seed_priority_task_queue import Priority, PriorityTaskQueue
-from prioritize.core import DEFAULT_LEVELS, GatePolicy, LevelPolicy, Scheduler, Ticket, TicketState
-
-LEVELS = ("critical", "high", "normal", "low", "bulk")
-INF = float("inf")
-CAPACITY = 64
-FLOWS = 100
-SEED = 20240601
-#: simulated seconds between two ops: ``now`` advances by this in every timed loop, so
-#: waits are real (the wait histogram's full path) and the completion-rate window rolls
-STEP = 50e-6
-#: level ranks of the waiters that fill the put-when-full queue: 90 % bulk, 5 % low, 5 % normal
-EVICT_MIX = (4,) * 18 + (3, 2)
-
-
-@dataclass(frozen=True)
-class Config:
-    repeat: int
-    uncontended_ops: int
-    dispatch_ops: int
-    dispatch_waiters: int
-    evict_sizes: tuple[int, ...]
-    evict_ops: int
-    #: seed cycles per run for each N: its put is O(N), so fewer at large N
-    seed_ops: dict[int, int]
-    keep_gc: bool
-
+from harness import Bench, Config, Figure, metadata, ns, table, verdict
+from prioritize.core import DEFAULT_LEVELS, Ticket, TicketState
+from scenarios import (
+    CAPACITY,
+    DISPATCH_CASES,
+    EVICT_MIX,
+    FLOWS,
+    SEED,
+    await_noop,
+    clock_overhead,
+    fill_dispatch,
+    fill_evict,
+    flow_names,
+    gate,
+    loop_dispatch,
+    loop_empty,
+    loop_evict_cycle,
+    loop_evict_timed,
+    loop_harness,
+    loop_new_ticket,
+    loop_scheduler_ticket,
+    loop_submit_release,
+    seed_cycle,
+    seed_fill,
+    seed_put_timed,
+    start,
+)
 
 FULL = Config(
     repeat=7,
@@ -122,152 +114,7 @@ QUICK = Config(
 )
 
 
-@dataclass
-class Figure:
-    """ns per op of each timed run of one case."""
-
-    name: str
-    ops: int
-    runs: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.runs)
-
-    @property
-    def min(self) -> float:
-        return min(self.runs)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "median_ns": round(self.median, 1),
-            "min_ns": round(self.min, 1),
-            "runs_ns": [round(r, 1) for r in self.runs],
-            "ops_per_run": self.ops,
-        }
-
-
-class Bench:
-    """Runs timed loops under one gc policy and collects figures."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.figures: dict[str, Figure] = {}
-        self._pending: list[tuple[Figure, Callable[[int], float]]] = []
-        self.loop = asyncio.new_event_loop()
-
-    def call(self, fn: Callable[..., int], *args: object) -> int:
-        """Call a loop that times itself, gc collected before and paused during it."""
-        gc.collect()
-        if not self.config.keep_gc:
-            gc.disable()
-        try:
-            return fn(*args)
-        finally:
-            gc.enable()
-
-    def time(self, fn: Callable[..., object], *args: object) -> int:
-        """Wall time in ns of one call of an untimed loop, gc handled as in `call`."""
-
-        def timed() -> int:
-            t0 = perf_counter_ns()
-            fn(*args)
-            return perf_counter_ns() - t0
-
-        return self.call(timed)
-
-    def run_async(self, coro: Coroutine[Any, Any, int]) -> int:
-        """Run a coroutine that times itself on the benchmark's event loop."""
-        return self.call(self.loop.run_until_complete, coro)
-
-    def measure(self, key: str, name: str, ops: int, run: Callable[[int], float]) -> Figure:
-        """Register a case; ``run(i)`` times one run and returns ns/op. See `run_pending`."""
-        figure = self.figures[key] = Figure(name, ops)
-        self._pending.append((figure, run))
-        return figure
-
-    def run_pending(self) -> None:
-        """Warm every registered case up once, then time them in ``repeat`` rounds.
-
-        Interleaving the cases (A B C, A B C, ...) rather than running each one
-        ``repeat`` times in a row exposes a case and its baseline to the same
-        background load, which is what makes their per-round ratio meaningful on
-        a shared machine.
-        """
-        pending, self._pending = self._pending, []
-        for _, run in pending:
-            run(0)
-        for i in range(1, self.config.repeat + 1):
-            for figure, run in pending:
-                figure.runs.append(run(i))
-
-
-# -- shared helpers -------------------------------------------------------------------
-
-
-def gate(
-    order: str, queue: int, weights: Sequence[float] = (), mins: Sequence[str] = ()
-) -> Scheduler:
-    levels = {
-        name: LevelPolicy(
-            min=mins[i] if mins else 0,
-            weight=weights[i] if weights else 1.0,
-            max_wait=INF,
-        )
-        for i, name in enumerate(LEVELS)
-    }
-    return Scheduler(GatePolicy(capacity=CAPACITY, levels=levels, order=order, queue=queue))
-
-
-def start(run: int, ops: int) -> float:
-    """``now`` at the start of timed run ``run`` of ``ops`` ops (0 is the warm-up)."""
-    return 1.0 + run * ops * STEP
-
-
-def flow_names() -> list[str]:
-    return [f"tenant-{i}" for i in range(FLOWS)]
-
-
-def clock_overhead(n: int = 200_000) -> float:
-    """ns that a pair of back-to-back perf_counter_ns reads adds to each per-op sample."""
-    samples = []
-    for _ in range(5):
-        clock = perf_counter_ns
-        total = 0
-        for _ in range(n):
-            t0 = clock()
-            total += clock() - t0
-        samples.append(total / n)
-    return statistics.median(samples)
-
-
 # -- 1. uncontended -------------------------------------------------------------------
-
-
-def loop_submit_release(s: Scheduler, tickets: list[Ticket], now: float) -> None:
-    step = STEP
-    submit = s.submit
-    release = s.release
-    for t in tickets:
-        now += step
-        submit(t, now)
-        release(t, now)
-
-
-def loop_new_ticket(level: Any, flows: list[str]) -> None:
-    for f in flows:
-        Ticket(level, f)
-
-
-def loop_scheduler_ticket(s: Scheduler, flows: list[str]) -> None:
-    ticket = s.ticket
-    for f in flows:
-        ticket("high", f)
-
-
-def loop_empty(items: list[str]) -> None:
-    for _ in items:
-        pass
 
 
 def bench_uncontended(b: Bench) -> None:
@@ -313,48 +160,6 @@ def bench_uncontended(b: Bench) -> None:
 
 
 # -- 2. dispatch ----------------------------------------------------------------------
-
-DISPATCH_CASES = (
-    ("strict", "strict", (), ()),
-    ("weighted", "weighted 8/4/2/1/1", (8.0, 4.0, 2.0, 1.0, 1.0), ()),
-    ("strict_min", "strict, min 20/15/10/5 %", (), ("20%", "15%", "10%", "5%", "0%")),
-)
-
-
-def loop_dispatch(s: Scheduler, held: deque[Ticket], tickets: list[Ticket], now: float) -> None:
-    step = STEP
-    submit = s.submit
-    release = s.release
-    popleft = held.popleft
-    extend = held.extend
-    for t in tickets:
-        now += step
-        extend(release(popleft(), now))
-        extend(submit(t, now))
-
-
-def loop_harness(held: deque[Ticket], tickets: list[Ticket]) -> None:
-    """The benchmark's own bookkeeping in `loop_dispatch`, without the scheduler calls."""
-    step = STEP
-    popleft = held.popleft
-    extend = held.extend
-    nothing: tuple[Ticket, ...] = ()
-    now = 0.0
-    for _ in tickets:
-        now += step
-        extend((popleft(),))
-        extend(nothing)
-
-
-def fill_dispatch(s: Scheduler, rng: random.Random, waiters: int) -> deque[Ticket]:
-    """Submit random tickets until every seat is held and ``waiters`` wait; return holders."""
-    names = flow_names()
-    submitted = []
-    while s.in_use < CAPACITY or s.waiting < waiters:
-        t = s.ticket(rng.randrange(len(LEVELS)), rng.choice(names))
-        s.submit(t, 0.0)
-        submitted.append(t)
-    return deque(t for t in submitted if t.state is TicketState.GRANTED)
 
 
 def bench_dispatch_case(
@@ -410,102 +215,6 @@ def bench_dispatch(b: Bench) -> None:
 
 
 # -- 3. put when full -----------------------------------------------------------------
-
-
-def loop_evict_cycle(
-    s: Scheduler, held: deque[Ticket], highs: list[Ticket], bulks: list[Ticket], now: float
-) -> None:
-    step = STEP
-    submit = s.submit
-    release = s.release
-    popleft = held.popleft
-    extend = held.extend
-    for high, bulk in zip(highs, bulks, strict=True):
-        now += step
-        submit(high, now)  # full: evicts the newest bulk waiter
-        extend(release(popleft(), now))  # grants `high`
-        submit(bulk, now)  # N-1 waiting: queues
-
-
-def loop_evict_timed(
-    s: Scheduler, held: deque[Ticket], highs: list[Ticket], bulks: list[Ticket], now: float
-) -> int:
-    """The same cycle; returns the ns spent inside the evicting submits only."""
-    step = STEP
-    submit = s.submit
-    release = s.release
-    popleft = held.popleft
-    extend = held.extend
-    clock = perf_counter_ns
-    total = 0
-    for high, bulk in zip(highs, bulks, strict=True):
-        now += step
-        t0 = clock()
-        submit(high, now)
-        total += clock() - t0
-        extend(release(popleft(), now))
-        submit(bulk, now)
-    return total
-
-
-def fill_evict(s: Scheduler, rng: random.Random, size: int) -> deque[Ticket]:
-    names = flow_names()
-    held: deque[Ticket] = deque()
-    for _ in range(CAPACITY):
-        t = s.ticket("normal", rng.choice(names))
-        s.submit(t, 0.0)
-        held.append(t)
-    for _ in range(size):
-        s.submit(s.ticket(rng.choice(EVICT_MIX), rng.choice(names)), 0.0)
-    assert s.in_use == CAPACITY
-    assert s.waiting == size
-    return held
-
-
-async def seed_fill(q: PriorityTaskQueue, ranks: list[int]) -> int:
-    for r in ranks:
-        await q.put("filler", Priority(r))
-    return 0
-
-
-async def seed_cycle(q: PriorityTaskQueue, n: int) -> int:
-    put = q.put
-    get = q.get
-    high = Priority.HIGH
-    bulk = Priority.BULK
-    t0 = perf_counter_ns()
-    for _ in range(n):
-        await put("high", high)  # full: scans, pops, re-heapifies
-        await get()  # returns the "high" task
-        await put("bulk", bulk)  # N-1 waiting: heappush
-    return perf_counter_ns() - t0
-
-
-async def seed_put_timed(q: PriorityTaskQueue, n: int) -> int:
-    put = q.put
-    get = q.get
-    high = Priority.HIGH
-    bulk = Priority.BULK
-    clock = perf_counter_ns
-    total = 0
-    for _ in range(n):
-        t0 = clock()
-        await put("high", high)
-        total += clock() - t0
-        await get()
-        await put("bulk", bulk)
-    return total
-
-
-async def noop() -> bool:
-    return True
-
-
-async def await_noop(n: int) -> int:
-    t0 = perf_counter_ns()
-    for _ in range(n):
-        await noop()
-    return perf_counter_ns() - t0
 
 
 def check_seed_cycle(b: Bench, q: PriorityTaskQueue, size: int) -> None:
@@ -637,25 +346,6 @@ def ratios(figures: dict[str, Figure], sizes: Sequence[int]) -> dict[str, float]
     return out
 
 
-def ns(x: float) -> str:
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.1f}"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
-    for row in [header, *rows]:
-        cells = [
-            row[0].ljust(widths[0]),
-            *(cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1], strict=True)),
-            row[-1],
-        ]
-        print("  " + "  ".join(cells).rstrip())
-
-
-def verdict(value: float, target: float) -> str:
-    return f"≤ {target:g}×: {'met' if value <= target else 'MISSED'}"
-
-
 def report(b: Bench, meta: dict[str, Any], overhead: float) -> dict[str, float]:
     f = b.figures
     sizes = b.config.evict_sizes
@@ -754,39 +444,6 @@ def report(b: Bench, meta: dict[str, Any], overhead: float) -> dict[str, float]:
         + ", ".join(f"{b.config.seed_ops[s]} (N = {s:,})" for s in sizes)
     )
     return rr
-
-
-def source() -> str:
-    """Where `prioritize` was imported from, and the git commit of the repo it sits in."""
-    path = Path(prioritize.__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return str(path)
-    return f"{path} @ {rev}{' + uncommitted changes' if dirty else ''}"
-
-
-def metadata() -> dict[str, Any]:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {
-        "source": source(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": f"Python {platform.python_version()} ({platform.python_implementation()})",
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpus": os.cpu_count(),
-        "load": f"{load:.2f}",
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,8 @@ import random
 import sys
 from collections.abc import Callable
 
-from core import (
+from prioritize.core import Ticket
+from scenarios import (
     CAPACITY,
     DISPATCH_CASES,
     SEED,
@@ -32,7 +33,6 @@ from core import (
     loop_evict_cycle,
     loop_submit_release,
 )
-from prioritize.core import Ticket
 
 OPS = 200_000
 
