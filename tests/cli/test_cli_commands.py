@@ -194,3 +194,15 @@ def test_importing_the_library_imports_neither_click_nor_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_check_warns_about_a_level_that_can_never_hold_a_seat(tmp_path: Path) -> None:
+    policy = tmp_path / "prioritize.toml"
+    policy.write_text(
+        "[gates.api]\ncapacity = 4\n"
+        '[gates.api.levels.critical]\nmin = "50%"\n'
+        '[gates.api.levels.high]\nmin = "50%"\n'
+    )
+    result = CliRunner().invoke(main, ["check", str(policy)])
+    assert result.exit_code == 0
+    assert "warning: gates.api.levels.normal: can never hold a seat" in result.output

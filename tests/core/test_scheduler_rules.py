@@ -479,3 +479,31 @@ def test_every_bad_level_name_is_its_own_problem() -> None:
         "'_' or '-', starting with a letter",
         "levels: level name 'silver' appears twice",
     ]
+
+
+def test_policy_warns_about_levels_that_can_never_hold_a_seat() -> None:
+    policy = GatePolicy(
+        capacity=4,
+        levels={
+            "critical": LevelPolicy(min=2),
+            "high": LevelPolicy(min=2),
+            "low": LevelPolicy(min=0),
+            "bulk": LevelPolicy(max=0),
+        },
+    )
+    assert [str(w) for w in policy.warnings()] == [
+        "gates.gate.levels.normal: can never hold a seat: the mins of the levels above it "
+        "take all 4 seats; give it a min, or lower theirs",
+        "gates.gate.levels.low: can never hold a seat: the mins of the levels above it "
+        "take all 4 seats; give it a min, or lower theirs",
+        "gates.gate.levels.bulk: max is 0: every request of this level is shed",
+    ]
+    s = Scheduler(policy)
+    stranded = submit(s, "low")
+    assert stranded.state is TicketState.WAITING  # the warning is true: no seat ever comes
+    assert s.in_use == 0
+
+
+def test_a_sensible_policy_has_no_warnings() -> None:
+    policy = GatePolicy(capacity=10, levels={"critical": LevelPolicy(min="40%")})
+    assert policy.warnings() == []

@@ -96,6 +96,8 @@ def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None
     console.print(f"levels, most important first: {', '.join(policy.levels.names)}")
     for gate in policy.gates.values():
         console.print(gate_table(gate))
+        for warning in gate.warnings():
+            console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     console.print(rules_table(policy.rules, policy.default_level))
     if load is not None:
         console.print(_load_line(load), markup=False, highlight=False)

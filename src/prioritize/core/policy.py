@@ -206,6 +206,31 @@ class GatePolicy:
             )
         return out
 
+    def warnings(self, prefix: str | None = None) -> list[Problem]:
+        """Valid but almost certainly unintended: levels that can never hold a seat.
+
+        A level with ``max = 0`` is shed at once. A level with no ``min`` below
+        levels whose mins already take every seat can never borrow one (trunk
+        reservation keeps them free), so its requests only ever time out.
+        """
+        base = f"gates.{self.name}" if prefix is None else prefix
+        out: list[Problem] = []
+        reserved_above = 0
+        for level, lim in zip(self.level_set, self.resolve(self.capacity), strict=True):
+            path = f"{base}.levels.{level.name}"
+            if lim.max == 0:
+                out.append(Problem(path, "max is 0: every request of this level is shed"))
+            elif lim.min == 0 and reserved_above >= self.capacity:
+                out.append(
+                    Problem(
+                        path,
+                        f"can never hold a seat: the mins of the levels above it take all "
+                        f"{self.capacity} seats; give it a min, or lower theirs",
+                    )
+                )
+            reserved_above += lim.min
+        return out
+
     def resolve(self, capacity: int) -> list[LevelLimits]:
         """Per-level limits in whole seats for ``capacity``, most important first.
 
