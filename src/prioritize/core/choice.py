@@ -62,6 +62,12 @@ def lanes_ahead(lanes: Sequence[Lane], rank: int, weighted: bool) -> float:
     """
     lane = lanes[rank]
     if weighted:
-        active = sum(other.weight for other in lanes if other.waiting) or lane.weight
-        return (lane.waiting + 1) * active / lane.weight
-    return sum(other.waiting for other in lanes[: rank + 1]) + 1
+        active = 0.0
+        for other in lanes:
+            if other.waiting:
+                active += other.weight
+        return (lane.waiting + 1) * (active or lane.weight) / lane.weight
+    ahead = 1
+    for other in lanes[: rank + 1]:
+        ahead += other.waiting
+    return ahead

@@ -40,6 +40,7 @@ __all__: list[str] = []
 
 _WAITING = TicketState.WAITING
 _COMPACT_SLACK = 64
+_SPARE_FLOWS = 64
 
 
 @final
@@ -70,6 +71,7 @@ class Lane:
         "queue",
         "ring",
         "shed",
+        "spare",
         "stale",
         "stride",
         "waiting",
@@ -95,6 +97,8 @@ class Lane:
         self.arrivals: deque[Ticket] = deque()
         self.flows: dict[Hashable | None, _Flow] = {}
         self.ring: deque[_Flow] = deque()
+        #: emptied flow records kept for reuse: most arrivals open an empty flow
+        self.spare: list[_Flow] = []
         # counters, for stats; grants are counted by ``waits``, and submissions and
         # releases follow from the outcomes, so the hot path counts nothing twice
         self.cancelled = 0
@@ -107,7 +111,12 @@ class Lane:
         ticket.deadline = deadline
         flow = self.flows.get(ticket.flow)
         if flow is None:
-            flow = self.flows[ticket.flow] = _Flow(ticket.flow)
+            if self.spare:
+                flow = self.spare.pop()
+                flow.key = ticket.flow
+            else:
+                flow = _Flow(ticket.flow)
+            self.flows[ticket.flow] = flow
             self.ring.append(flow)
         flow.queue.append(ticket)
         flow.live += 1
@@ -133,7 +142,12 @@ class Lane:
         else:
             ring.popleft()
             del self.flows[flow.key]
-            self.stale -= len(queue)
+            if queue:
+                self.stale -= len(queue)
+                queue.clear()
+            # out of the ring and the dict: nothing refers to it, it may be reused
+            if len(self.spare) < _SPARE_FLOWS:
+                self.spare.append(flow)
         arrivals = self.arrivals
         if arrivals[0] is ticket:
             arrivals.popleft()

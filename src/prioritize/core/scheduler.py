@@ -89,6 +89,7 @@ class Scheduler:
         "_limits",
         "_now",
         "_queue_limit",
+        "_releases",
         "_reserve",
         "_reserve_stale",
         "_simple",
@@ -120,6 +121,8 @@ class Scheduler:
         self._simple = False
         self._limits: list[LevelLimits] = []
         self._completions = CompletionRate()
+        #: seats given back so far, the completion count behind ``retry_after``
+        self._releases = 0
         self._apply_capacity(policy.capacity)
 
     # -- queries ----------------------------------------------------------------
@@ -174,7 +177,7 @@ class Scheduler:
 
     def completion_rate(self, now: float) -> float:
         """Releases per second over the recent window (the ``retry_after`` denominator)."""
-        return self._completions.per_second(max(now, self._now), self._released())
+        return self._completions.per_second(max(now, self._now), self._releases)
 
     # -- mutations --------------------------------------------------------------
 
@@ -233,6 +236,15 @@ class Scheduler:
             self._waiting -= 1
             ticket.state = _NEW
             return changed + self._queue_or_shed(lane, ticket, now)
+        if (  # the common overload case, inlined: room to wait, nothing to evict
+            self._waiting < self._queue_limit
+            and lane.waiting < lane.queue
+            and ticket.wait
+            and lane.max_wait > 0.0
+            and lane.max
+        ):
+            self._enqueue(lane, ticket, now)
+            return []
         return self._queue_or_shed(lane, ticket, now)
 
     def release(self, ticket: Ticket, now: float) -> list[Ticket]:
@@ -255,8 +267,9 @@ class Scheduler:
         if held <= lane.min:
             self._reserve_stale = True
         self._in_use -= 1
+        self._releases += 1
         if now >= self._completions.due:
-            self._completions.sample(now, self._released())
+            self._completions.sample(now, self._releases)
         if not self._waiting:
             return []
         changed: list[Ticket] = []
@@ -421,10 +434,7 @@ class Scheduler:
             self._shed(victim, Reason.EVICTED, now)
             self._enqueue(lane, ticket, now)
             return [victim]
-        if self._weighted and not lane.waiting and lane.pass_ < self._vtime:
-            lane.pass_ = self._vtime  # as _enqueue, inlined: this is the hot path
-        lane.append(ticket, now + lane.max_wait)
-        self._waiting += 1
+        self._enqueue(lane, ticket, now)
         return []
 
     def _least_important_waiting(self) -> Lane | None:
@@ -443,6 +453,13 @@ class Scheduler:
                         break
                 else:
                     return
+            elif not self._has_min:  # weighted, no min: stride scheduling, inlined
+                best = choose_unreserved(lanes)
+                if best is None:
+                    return
+                lane = best
+                self._vtime = lane.pass_
+                lane.pass_ += lane.stride
             else:
                 choice = self._choose()
                 if choice is None:
@@ -450,18 +467,24 @@ class Scheduler:
                 lane = choice
             ticket = lane.pop_next()
             self._waiting -= 1
+            changed.append(ticket)
             if ticket.deadline < now:  # the adapter's expiry timer is late
                 self._shed(ticket, Reason.TIMEOUT, now)
-            else:
-                self._grant(lane, ticket, now)
-            changed.append(ticket)
+                continue
+            # as _grant, inlined: this loop is the scheduler's hottest path
+            ticket.state = _GRANTED
+            ticket.granted_at = now
+            held = lane.held
+            lane.held = held + 1
+            if held < lane.min:
+                self._reserve_stale = True
+            self._in_use += 1
+            pending = lane.waits.pending
+            pending.append(now - ticket.submitted_at)
+            if len(pending) >= _WAIT_BATCH:
+                lane.waits.fold()
 
     def _choose(self) -> Lane | None:
-        if not self._has_min:
-            lane = choose_unreserved(self._lanes)
-            if lane is not None:
-                self._charge(lane)
-            return lane
         lane, by_guarantee = choose(
             self._lanes, self._capacity - self._in_use, self._reserves(), self._weighted
         )
@@ -473,13 +496,9 @@ class Scheduler:
         self._vtime = lane.pass_
         lane.pass_ += lane.stride
 
-    def _released(self) -> int:
-        """Seats given back so far: every grant ends in exactly one release."""
-        return sum(lane.waits.count - lane.held for lane in self._lanes)
-
     def _retry_after(self, rank: int, now: float) -> float:
         """Little's law: the work queued ahead of this level over the completion rate."""
-        rate = self._completions.per_second(now, self._released())
+        rate = self._completions.per_second(now, self._releases)
         if rate <= 0.0:
             return _FALLBACK_RETRY_AFTER
         return min(lanes_ahead(self._lanes, rank, self._weighted) / rate, _MAX_RETRY_AFTER)
