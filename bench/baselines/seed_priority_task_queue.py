@@ -1,14 +1,13 @@
-# Baseline for bench/core.py: the seed document's PriorityTaskQueue, kept UNMODIFIED.
+# Baseline for bench/core.py: the source document's PriorityTaskQueue, kept UNMODIFIED.
 #
-# Source: /work/shared/seeds/000_a80bbaa333be9316.txt, "How to Implement Resource
-# Prioritization", section "Priority Queue Implementation" > "Python Priority Queue"
+# Source: the guide "How to Implement Resource Prioritization", section "Priority Queue Implementation" > "Python Priority Queue"
 # (the `priority_queue.py` snippet), copied verbatim from its first line
 # ("# priority_queue.py") through the end of `PriorityWorkerPool`.
 #
 # Only the snippet's trailing "# Usage" example is left out: it uses `await` at
 # module level, which is a SyntaxError in an importable module, and it is not part
 # of the queue. Nothing below this header has been edited (not even to fix lint or
-# the known defects listed in DESIGN.md): its put() on a full queue scans the whole
+# its known defects): its put() on a full queue scans the whole
 # list and re-heapifies it, O(n) per insert, which is exactly what the benchmark
 # compares against. Do not "improve" this file; it is the yardstick. Lint skips
 # bench/baselines (pyproject per-file-ignores); the formatter is kept off by the

@@ -1,4 +1,4 @@
-"""Exact grant orders for every scheduling rule of DESIGN.md, on virtual time."""
+"""Exact grant orders for every scheduling rule in docs/concepts.md, on virtual time."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Random operation sequences over random policies, checked after every step.
 
 Two kinds of check: the scheduler must make exactly the decisions of the
-naive `reference_model.Model`, and DESIGN.md's invariants must hold on the
+naive `reference_model.Model`, and the invariants of docs/concepts.md must hold on the
 scheduler's own state. 100 examples × 50 steps = 5,000 steps per CI run.
 """
 

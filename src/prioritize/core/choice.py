@@ -1,4 +1,4 @@
-"""Which waiting level gets a free seat (rules 1, 3 and 4 of DESIGN.md), and Little's law.
+"""Which waiting level gets a free seat (rules 1, 3 and 4 in docs/concepts.md), and Little's law.
 
 Pure functions over the lanes, most important first, so the scheduler's
 bookkeeping and the rules themselves can each be read on their own. Each is

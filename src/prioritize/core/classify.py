@@ -4,7 +4,7 @@ HTTP middleware, job queues and the CLI describe a request the same way (a
 `RequestInfo`) so one list of `Rule` objects classifies all of them. The
 first matching rule gives the level; no match gives the default level.
 
-Then the trust rule of DESIGN.md: a client-sent priority is an escalation
+Then the trust rule (docs/concepts.md): a client-sent priority is an escalation
 vector, so a ``requested`` level from an untrusted caller may only *lower*
 the priority; a trusted caller's request replaces the rule's level. Whether a
 caller is trusted (signed header, trusted network) is decided by the adapter,

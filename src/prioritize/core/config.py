@@ -116,7 +116,7 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
         capacity = 64                   # required: seats, a whole number ≥ 1
         order = "strict"                # or "weighted"
         queue = 1000                    # most requests waiting, all levels together
-        [gates.api.levels.critical]     # knobs of one level; see DESIGN.md
+        [gates.api.levels.critical]     # knobs of one level; see docs/concepts.md
         min = "40%"                     # min and max: a whole number or "N%" of capacity
         max = 10
         weight = 4                      # > 0

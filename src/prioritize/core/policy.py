@@ -1,6 +1,6 @@
 """The policy model: how one gate shares its seats between levels.
 
-A `GatePolicy` holds the knobs of DESIGN.md as the user wrote them (ints or
+A `GatePolicy` holds the knobs described in docs/concepts.md as the user wrote them (ints or
 percentages of capacity). `GatePolicy.resolve` turns them into whole
 numbers for one capacity; the gate calls it again after every resize, so a
 ``min = "40%"`` keeps meaning 40 % when an adaptive limit moves capacity.

@@ -10,7 +10,7 @@ carrying ``reason`` and ``retry_after``. An adapter resolves exactly those
 scheduler never reads a clock, sleeps, locks or does I/O, so one instance
 behaves identically under asyncio, threads, a job worker or the simulator.
 
-The rules of DESIGN.md, as implemented in `_choose`:
+The rules of docs/concepts.md, as implemented in `_choose`:
 
 1. *Eligibility (trunk reservation).* Level i may take a free seat when it
    holds fewer than ``max`` and, after taking it, the free seats still cover
