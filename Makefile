@@ -23,8 +23,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# make bench ARGS="--json bench/results/run.json" passes options through
 bench: $(STAMP)
-	$(BIN)/python bench/core.py
+	$(BIN)/python bench/core.py $(ARGS)
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/core.py --quick
