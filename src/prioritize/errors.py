@@ -15,7 +15,8 @@ A message always names the bad value and what is accepted instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,24 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for a close or abbreviated name of ``valid``, else ``""``."""
+    if not isinstance(name, str):
+        return ""
+    options = list(valid)
+    close = (
+        difflib.get_close_matches(name, options, n=1)
+        or [option for option in options if name and option.startswith(name)][:1]
+    )
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def unknown_key(key: object, valid: Sequence[str]) -> str:
+    """The message for a configuration key not accepted where it stands."""
+    listing = ", ".join(repr(k) for k in valid)
+    return f"unknown key; {did_you_mean(key, valid)}accepted keys: {listing}"
 
 
 def show(value: object) -> str:

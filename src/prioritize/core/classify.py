@@ -19,7 +19,6 @@ crosses segments, as in most routers and gitignore.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import final
 
-from ..errors import ConfigError, Problem, UnknownLevelError
+from ..errors import ConfigError, Problem, UnknownLevelError, did_you_mean
 from .levels import DEFAULT_LEVELS, Level, LevelSet
 
 __all__ = ["Classification", "Classifier", "RequestInfo", "Rule", "TrustPolicy"]
@@ -405,12 +404,4 @@ def _unreachable(rules: Iterable[tuple[int, Rule]]) -> list[Problem]:
 
 def _unknown_name(kind: str, name: object, valid: Sequence[str]) -> str:
     """``unknown level 'critcal'; did you mean 'critical'? valid levels are [...]``."""
-    return f"unknown {kind} {name!r}; {_did_you_mean(name, valid)}valid {kind}s are {list(valid)}"
-
-
-def _did_you_mean(name: object, valid: Iterable[str]) -> str:
-    """``"did you mean 'x'? "`` for the closest of ``valid``, or ``""`` if none is close."""
-    if not isinstance(name, str):
-        return ""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {kind} {name!r}; {did_you_mean(name, valid)}valid {kind}s are {list(valid)}"

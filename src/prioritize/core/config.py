@@ -24,12 +24,11 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeGuard, TypeVar, final
 
-from ..errors import ConfigError, Problem, show
+from ..errors import ConfigError, Problem, did_you_mean, show, unknown_key
 from .classify import (
     Classifier,
     Rule,
     TrustPolicy,
-    _did_you_mean,
     _level_problems,
     _unknown_name,
     _unreachable,
@@ -88,7 +87,7 @@ class Policy:
         gate = self.gates.get(name)
         if gate is None:
             defined = ", ".join(repr(g) for g in self.gates) or "none"
-            hint = _did_you_mean(name, self.gates)
+            hint = did_you_mean(name, self.gates)
             message = f"no such gate in {self.source}; {hint}gates defined: {defined}"
             raise ConfigError([Problem(_join("gates", name), message)])
         return gate
@@ -349,11 +348,9 @@ class _Report:
         if not isinstance(value, Mapping):
             self.bad(path, value, "a table")
             return None
-        listing = ", ".join(repr(k) for k in keys or ())
         for key in value:
             if keys is not None and key not in keys:
-                hint = _did_you_mean(key, keys)
-                self.add(_join(path, key), f"unknown key; {hint}accepted keys: {listing}")
+                self.add(_join(path, key), unknown_key(key, keys))
         return value
 
     def get(

@@ -28,7 +28,6 @@ Schema (see docs/simulate.md)::
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import math
 import re
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from typing import final
 
 from ..core.levels import LevelSet
-from ..errors import ConfigError, Problem
+from ..errors import ConfigError, Problem, did_you_mean, unknown_key
 from .service import Constant, Exponential, Lognormal, ServiceTime, Uniform
 
 __all__ = ["MAX_ARRIVALS", "LevelLoad", "LoadSpec", "merge_overrides", "parse_load"]
@@ -174,15 +173,6 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _suggest(name: str, valid: Sequence[str]) -> str:
-    """``"did you mean 'x'? "`` for a close or abbreviated name, else ``""``."""
-    close = (
-        difflib.get_close_matches(name, valid, n=1)
-        or [v for v in valid if name and v.startswith(name)][:1]
-    )
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 @final
 class _Reader:
     """Collects problems while reading, so every one is reported, not just the first."""
@@ -199,11 +189,9 @@ class _Reader:
 
     def keys(self, table: Mapping[str, object], valid: Sequence[str], path: str) -> None:
         """Report every key not in ``valid``, worded as the policy loader words it."""
-        listing = ", ".join(repr(k) for k in sorted(valid))
         for key in table:
             if key not in valid:
-                hint = _suggest(str(key), valid)
-                self.add(_join(path, str(key)), f"unknown key; {hint}accepted keys: {listing}")
+                self.add(_join(path, str(key)), unknown_key(key, sorted(valid)))
 
     def table(self, value: object, path: str, example: str) -> Mapping[str, object] | None:
         if isinstance(value, Mapping):
@@ -254,7 +242,7 @@ class _Reader:
             return None
         if isinstance(value, str) and value in gates:
             return value
-        text = _suggest(value, names) if isinstance(value, str) else ""
+        text = did_you_mean(value, names) if isinstance(value, str) else ""
         self.add(
             "simulate.gate", f"{value!r} is not a gate of this policy; {text}gates are {names}"
         )
@@ -266,7 +254,7 @@ class _Reader:
             return None
         dist = spec.get("dist")
         if not isinstance(dist, str) or dist not in _DIST_KEYS:
-            hint = _suggest(dist, list(_DIST_KEYS)) if isinstance(dist, str) else ""
+            hint = did_you_mean(dist, list(_DIST_KEYS)) if isinstance(dist, str) else ""
             given = "missing; give" if dist is None else f"{dist!r} is not"
             self.add(
                 f"{path}.dist",
@@ -304,7 +292,7 @@ class _Reader:
             if name not in levels:
                 self.add(
                     _join("simulate.load", str(name)),
-                    f"unknown level {name!r}; {_suggest(str(name), levels.names)}"
+                    f"unknown level {name!r}; {did_you_mean(str(name), levels.names)}"
                     f"valid levels are {levels.names}",
                 )
         out: list[LevelLoad] = []
