@@ -2,7 +2,8 @@
 
 Two kinds of check: the scheduler must make exactly the decisions of the
 naive `reference_model.Model`, and the invariants of docs/concepts.md must hold on the
-scheduler's own state. 100 examples × 50 steps = 5,000 steps per CI run.
+scheduler's own state. Hypothesis draws how long each run is, so the test
+counts the steps it really took and requires at least `MIN_STEPS`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from prioritize.core import GatePolicy, LevelPolicy, LevelSet, Reason, Scheduler, Ticket
@@ -85,7 +87,14 @@ def gate_policies(draw: st.DrawFn) -> GatePolicy:
     )
 
 
+#: steps every CI run must execute, counted, not estimated from the settings
+MIN_STEPS = 5000
+
+
 class SchedulerMachine(RuleBasedStateMachine):
+    #: rule steps executed, across all runs of the machine
+    steps = 0
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
@@ -109,6 +118,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         return held, self.scheduler.in_use, {id(t): t.state for t in self.tickets}
 
     def check(self, changed: list[Ticket], expected: list[ModelTicket]) -> None:
+        SchedulerMachine.steps += 1
         assert [self.twins[id(t)].key for t in changed] == [m.key for m in expected]
         for t in self.tickets:
             twin = self.twins[id(t)]
@@ -184,6 +194,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         if roll == 0:  # rarely: a closed gate ends the interesting part of a run
             changed = self.scheduler.close(self.now)
             self.check(changed, self.model.close(self.now))
+        else:
+            SchedulerMachine.steps += 1  # a step that changed nothing is still a step
 
     # -- invariants ---------------------------------------------------------------------
 
@@ -247,10 +259,15 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert isinstance(t.reason, Reason)
 
 
-SchedulerMachine.TestCase.settings = settings(
-    max_examples=100,
-    stateful_step_count=50,
+SETTINGS = settings(
+    max_examples=200,
+    stateful_step_count=60,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestScheduler = SchedulerMachine.TestCase
+
+
+def test_scheduler_matches_the_model_and_keeps_every_invariant() -> None:
+    SchedulerMachine.steps = 0
+    run_state_machine_as_test(SchedulerMachine, settings=SETTINGS)
+    assert SchedulerMachine.steps >= MIN_STEPS, f"only {SchedulerMachine.steps} steps ran"
