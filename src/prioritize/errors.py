@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .core.tickets import Reason
+    from .core.tickets import Reason, Ticket
 
 __all__ = [
     "ConfigError",
@@ -119,3 +119,14 @@ class Rejected(PrioritizeError):
         self.reason = reason
         self.retry_after = retry_after
         super().__init__(f"{level} request shed ({reason.value}); retry after {retry_after:.3g}s")
+
+    @classmethod
+    def from_ticket(cls, ticket: Ticket) -> Rejected:
+        """The error for a ticket the scheduler shed (its state is SHED)."""
+        if ticket.reason is None or ticket.retry_after is None:
+            raise TicketStateError(f"{ticket!r} was not shed; only a shed ticket is rejected")
+        return cls(ticket.level.name, ticket.reason, ticket.retry_after)
+
+    def __reduce__(self) -> tuple[type[Rejected], tuple[str, Reason, float]]:
+        # picklable, so it crosses process pools and job results intact
+        return (type(self), (self.level, self.reason, self.retry_after))
