@@ -1,0 +1,308 @@
+"""`Gate`: the scheduler of one resource, for asyncio code.
+
+``async with gate.slot("high", flow=tenant):`` waits for a seat by the gate's
+policy and gives it back on exit, whatever happens inside. It replaces the
+per-level ``asyncio.Semaphore`` pattern, which idles reserved capacity while
+other levels are shed and waits forever when nothing times it out.
+
+Theory of operation: the gate owns a sans-I/O `Scheduler` and resolves
+exactly the tickets each call returns. A waiting ticket carries an
+``asyncio.Future`` in ``ticket.data``; a grant completes it, a shed sets
+`Rejected` on it. One ``loop.call_at`` timer per gate, armed for
+`Scheduler.next_deadline`, drives ``max_wait`` expiry — never a task or a
+timer per waiter.
+
+Cancellation is safe at every instant. A waiter cancelled while queued
+leaves the queue (``Scheduler.cancel``). If its grant lands after the
+cancellation was requested but before the waiter ran again, the grant is
+not delivered (its future is already done) and the waiter's cleanup, which
+always runs, gives the seat straight back. No seat leaks.
+
+The gate binds to the event loop that first uses it and is not thread-safe:
+use it from that loop only (threads have `PriorityThreadPoolExecutor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Hashable
+from types import TracebackType
+from typing import ParamSpec, TypeVar, final
+
+from .core.config import Policy
+from .core.levels import Level
+from .core.policy import GatePolicy
+from .core.scheduler import Scheduler
+from .core.stats import GateStats
+from .core.tickets import Reason, Ticket, TicketState
+from .errors import PrioritizeError, Rejected
+
+__all__ = ["Gate", "Slot"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+_GRANTED = TicketState.GRANTED
+_WAITING = TicketState.WAITING
+
+
+@final
+class Gate:
+    """One resource with ``capacity`` seats shared between priority levels, for asyncio.
+
+    Build it from a `GatePolicy`, a plain capacity, or a policy file's gate
+    (`Gate.from_policy`). Every way of taking a seat ends in one of two
+    outcomes: the seat, or `Rejected` with ``level``, ``reason`` and
+    ``retry_after``.
+    """
+
+    __slots__ = ("_by_name", "_loop", "_scheduler", "_timer", "_timer_at")
+
+    def __init__(self, policy: GatePolicy | int) -> None:
+        if isinstance(policy, int) and not isinstance(policy, bool):
+            policy = GatePolicy(capacity=policy)
+        if not isinstance(policy, GatePolicy):
+            raise TypeError(
+                f"Gate() takes a GatePolicy or a capacity (int), not {type(policy).__name__}"
+            )
+        self._scheduler = Scheduler(policy)
+        self._by_name = {level.name: level for level in policy.level_set}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    @classmethod
+    def from_policy(cls, policy: Policy, name: str) -> Gate:
+        """The gate called ``name`` in a policy (``load_policy()`` or ``parse_policy()``)."""
+        return cls(policy.gate(name))
+
+    # -- taking seats ------------------------------------------------------------
+
+    def slot(
+        self,
+        level: Level | str = "normal",
+        flow: Hashable | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Slot:
+        """A seat to hold for the ``async with`` block: ``async with gate.slot("high"):``.
+
+        Waits as the policy says (at most the level's ``max_wait``, and at
+        most ``timeout`` seconds if given) and raises `Rejected` when shed.
+        The block's value is the granted `Ticket` (``ticket.waited``).
+        """
+        return Slot(self, self._level(level), flow, timeout, wait=True)
+
+    def try_slot(self, level: Level | str = "normal", flow: Hashable | None = None) -> Slot:
+        """A seat only if one can be had at once; else `Rejected` with reason ``limit``.
+
+        Usable as ``with`` or ``async with``: it never waits.
+        """
+        return Slot(self, self._level(level), flow, None, wait=False)
+
+    def guard(
+        self,
+        level: Level | str = "normal",
+        *,
+        flow: Callable[..., Hashable] | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Awaitable[_R]]]:
+        """Decorate a coroutine function so each call runs holding a seat.
+
+        ``flow``, if given, is called with the function's arguments to pick
+        the flow key (``flow=lambda user, *_: user.tenant``).
+        """
+        resolved = self._level(level)
+
+        def decorate(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+            @functools.wraps(fn)
+            async def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+                key = flow(*args, **kwargs) if flow is not None else None
+                async with Slot(self, resolved, key, timeout, wait=True):
+                    return await fn(*args, **kwargs)
+
+            return guarded
+
+        return decorate
+
+    # -- managing the gate ------------------------------------------------------
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The sans-I/O scheduler behind the gate (read it; change it through the gate)."""
+        return self._scheduler
+
+    @property
+    def capacity(self) -> int:
+        return self._scheduler.capacity
+
+    def stats(self) -> GateStats:
+        return self._scheduler.stats()
+
+    def resize(self, capacity: int) -> None:
+        """Change the number of seats; waiters are granted at once if it grew."""
+        self._settle(self._scheduler.resize(capacity, self._now()))
+
+    def close(self) -> None:
+        """Shed every waiter with reason ``shutdown``, and every later request.
+
+        Holders keep their seats until their blocks exit.
+        """
+        self._settle(self._scheduler.close(self._now()))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # -- the adapter --------------------------------------------------------------
+
+    async def _acquire(self, ticket: Ticket, timeout: float | None) -> None:
+        loop = self._bind()
+        scheduler = self._scheduler
+        changed = scheduler.submit(ticket, loop.time())
+        state = ticket.state
+        if state is _GRANTED:
+            if len(changed) > 1:
+                self._settle(changed)
+            return
+        if state is not _WAITING:
+            self._settle(changed)
+            raise Rejected.from_ticket(ticket)
+        future: asyncio.Future[None] = loop.create_future()
+        ticket.data = future
+        if changed:
+            self._settle(changed)  # waiters evicted to make room for this one
+        self._arm_timer(loop)
+        try:
+            if timeout is None:
+                await future
+            else:
+                async with asyncio.timeout(timeout):
+                    await future
+        except (asyncio.CancelledError, TimeoutError) as stop:
+            # Waiting: leave the queue. Granted meanwhile: give the seat back.
+            self._settle(scheduler.cancel(ticket, loop.time()))
+            if isinstance(stop, TimeoutError):
+                raise self._timed_out(ticket, loop.time()) from None
+            raise
+
+    def _release(self, ticket: Ticket) -> None:
+        changed = self._scheduler.release(ticket, self._now())
+        if changed:
+            self._settle(changed)
+
+    def _settle(self, changed: list[Ticket]) -> None:
+        """Deliver the scheduler's decisions to the waiters they concern."""
+        for ticket in changed:
+            future = ticket.data
+            if not isinstance(future, asyncio.Future) or future.done():
+                continue  # the submitter itself, or a waiter already cancelled: it cleans up
+            if ticket.state is _GRANTED:
+                future.set_result(None)
+            else:
+                future.set_exception(Rejected.from_ticket(ticket))
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        deadline = self._scheduler.next_deadline()
+        if deadline is None or (self._timer is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        loop = self._bind()
+        # asyncio may run a timer up to its clock resolution early: it is due all the same
+        self._settle(self._scheduler.expire(max(loop.time(), self._timer_at)))
+        self._arm_timer(loop)
+
+    def _timed_out(self, ticket: Ticket, now: float) -> Rejected:
+        rate = self._scheduler.completion_rate(now)
+        ahead = self._scheduler.waiting + 1
+        retry_after = ahead / rate if rate > 0 else 1.0
+        return Rejected(ticket.level.name, Reason.TIMEOUT, retry_after)
+
+    def _level(self, level: Level | str) -> Level:
+        if type(level) is str:
+            found = self._by_name.get(level)
+            if found is not None:
+                return found
+        return self._scheduler.levels.resolve(level)
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        elif loop is not asyncio.get_running_loop():
+            raise PrioritizeError(
+                f"gate {self._scheduler.name!r} is bound to another event loop; "
+                "create one Gate per loop"
+            )
+        return loop
+
+    def _now(self) -> float:
+        loop = self._loop
+        return loop.time() if loop is not None else self._bind().time()
+
+    def __repr__(self) -> str:
+        s = self._scheduler
+        return f"<Gate {s.name} {s.in_use}/{s.capacity} seats, {s.waiting} waiting>"
+
+
+@final
+class Slot:
+    """One request for a seat of a `Gate`; use with ``async with`` (or ``with`` if non-waiting).
+
+    A slot is used once: entering it twice is an error.
+    """
+
+    __slots__ = ("_gate", "_ticket", "_timeout")
+
+    def __init__(
+        self,
+        gate: Gate,
+        level: Level,
+        flow: Hashable | None,
+        timeout: float | None,
+        *,
+        wait: bool,
+    ) -> None:
+        self._gate = gate
+        self._ticket = Ticket(level, flow, wait=wait)
+        self._timeout = timeout
+
+    async def __aenter__(self) -> Ticket:
+        await self._gate._acquire(self._ticket, self._timeout)
+        return self._ticket
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._gate._release(self._ticket)
+
+    def __enter__(self) -> Ticket:
+        if self._ticket.wait:
+            raise TypeError("a waiting slot needs 'async with'; use gate.try_slot() with 'with'")
+        gate = self._gate
+        ticket = self._ticket
+        changed = gate.scheduler.submit(ticket, gate._now())
+        if ticket.state is not _GRANTED:
+            gate._settle(changed)
+            raise Rejected.from_ticket(ticket)
+        return ticket
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._gate._release(self._ticket)
+
+    def __repr__(self) -> str:
+        return f"<Slot {self._ticket!r}>"
