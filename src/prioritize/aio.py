@@ -44,6 +44,8 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 _GRANTED = TicketState.GRANTED
+_NEW = TicketState.NEW
+
 _WAITING = TicketState.WAITING
 
 
@@ -57,7 +59,7 @@ class Gate:
     ``retry_after``.
     """
 
-    __slots__ = ("_by_name", "_loop", "_scheduler", "_timer", "_timer_at")
+    __slots__ = ("_by_name", "_clock", "_loop", "_scheduler", "_timer", "_timer_at")
 
     def __init__(self, policy: GatePolicy | int) -> None:
         if isinstance(policy, int) and not isinstance(policy, bool):
@@ -69,6 +71,8 @@ class Gate:
         self._scheduler = Scheduler(policy)
         self._by_name = {level.name: level for level in policy.level_set}
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the bound loop's ``time``, read twice per seat: cached, not looked up
+        self._clock: Callable[[], float] = self._first_clock
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
@@ -92,14 +96,15 @@ class Gate:
         most ``timeout`` seconds if given) and raises `Rejected` when shed.
         The block's value is the granted `Ticket` (``ticket.waited``).
         """
-        return Slot(self, self._level(level), flow, timeout, wait=True)
+        found = self._by_name.get(level) if type(level) is str else None
+        return Slot(self, found or self._level(level), flow, timeout, True)
 
     def try_slot(self, level: Level | str = "normal", flow: Hashable | None = None) -> Slot:
         """A seat only if one can be had at once; else `Rejected` with reason ``limit``.
 
         Usable as ``with`` or ``async with``: it never waits.
         """
-        return Slot(self, self._level(level), flow, None, wait=False)
+        return Slot(self, self._level(level), flow, None, False)
 
     def guard(
         self,
@@ -119,7 +124,7 @@ class Gate:
             @functools.wraps(fn)
             async def guarded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
                 key = flow(*args, **kwargs) if flow is not None else None
-                async with Slot(self, resolved, key, timeout, wait=True):
+                async with Slot(self, resolved, key, timeout, True):
                     return await fn(*args, **kwargs)
 
             return guarded
@@ -156,14 +161,18 @@ class Gate:
 
     # -- the adapter --------------------------------------------------------------
 
-    async def _acquire(self, ticket: Ticket, timeout: float | None) -> None:
-        loop = self._bind()
+    async def _wait(self, ticket: Ticket, changed: list[Ticket], timeout: float | None) -> None:
+        """Everything after `Scheduler.submit` but the plain immediate grant."""
         scheduler = self._scheduler
-        changed = scheduler.submit(ticket, loop.time())
+        try:
+            loop = self._bind()
+        except PrioritizeError:  # used from a foreign loop: withdraw before refusing
+            changed += scheduler.cancel(ticket, self._clock())
+            self._settle(changed)
+            raise
         state = ticket.state
         if state is _GRANTED:
-            if len(changed) > 1:
-                self._settle(changed)
+            self._settle(changed)
             return
         if state is not _WAITING:
             self._settle(changed)
@@ -235,6 +244,7 @@ class Gate:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
+            self._clock = loop.time
         elif loop is not asyncio.get_running_loop():
             raise PrioritizeError(
                 f"gate {self._scheduler.name!r} is bound to another event loop; "
@@ -243,22 +253,25 @@ class Gate:
         return loop
 
     def _now(self) -> float:
-        loop = self._loop
-        return loop.time() if loop is not None else self._bind().time()
+        return self._clock()
+
+    def _first_clock(self) -> float:
+        # The clock until the gate meets its loop: bind, then read the loop's own.
+        return self._bind().time()
 
     def __repr__(self) -> str:
         s = self._scheduler
         return f"<Gate {s.name} {s.in_use}/{s.capacity} seats, {s.waiting} waiting>"
 
 
-@final
-class Slot:
-    """One request for a seat of a `Gate`; use with ``async with`` (or ``with`` if non-waiting).
+class Slot(Ticket):
+    """A request for a seat of a `Gate`, held with ``async with`` (``with`` if non-waiting).
 
-    A slot is used once: entering it twice is an error.
+    It is the scheduler's `Ticket` itself, so the block's value carries the
+    level, ``waited`` and, after a shed, ``reason``. Use it once.
     """
 
-    __slots__ = ("_gate", "_ticket", "_timeout")
+    __slots__ = ("_gate", "_timeout")
 
     def __init__(
         self,
@@ -266,16 +279,31 @@ class Slot:
         level: Level,
         flow: Hashable | None,
         timeout: float | None,
-        *,
         wait: bool,
     ) -> None:
+        # Ticket.__init__, inlined (one call less per request); test_slot_is_a_fresh_ticket
+        # keeps the two in step.
+        self.level = level
+        self.flow = flow
+        self.data = None
+        self.wait = wait
+        self.state = _NEW
+        self.reason = None
+        self.retry_after = None
+        self.submitted_at = 0.0
+        self.deadline = 0.0
+        self.granted_at = None
         self._gate = gate
-        self._ticket = Ticket(level, flow, wait=wait)
         self._timeout = timeout
 
-    async def __aenter__(self) -> Ticket:
-        await self._gate._acquire(self._ticket, self._timeout)
-        return self._ticket
+    async def __aenter__(self) -> Slot:
+        gate = self._gate
+        changed = gate._scheduler.submit(self, gate._clock())
+        # A seat free at once is the common case: no future, no second coroutine. Like
+        # asyncio's own primitives, the gate checks its loop only when it must wait.
+        if self.state is not _GRANTED or len(changed) != 1:
+            await gate._wait(self, changed, self._timeout)
+        return self
 
     async def __aexit__(
         self,
@@ -283,18 +311,20 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._gate._release(self._ticket)
+        gate = self._gate
+        changed = gate._scheduler.release(self, gate._clock())
+        if changed:
+            gate._settle(changed)
 
-    def __enter__(self) -> Ticket:
-        if self._ticket.wait:
+    def __enter__(self) -> Slot:
+        if self.wait:
             raise TypeError("a waiting slot needs 'async with'; use gate.try_slot() with 'with'")
         gate = self._gate
-        ticket = self._ticket
-        changed = gate.scheduler.submit(ticket, gate._now())
-        if ticket.state is not _GRANTED:
+        changed = gate.scheduler.submit(self, gate._now())
+        if self.state is not _GRANTED:
             gate._settle(changed)
-            raise Rejected.from_ticket(ticket)
-        return ticket
+            raise Rejected.from_ticket(self)
+        return self
 
     def __exit__(
         self,
@@ -302,7 +332,4 @@ class Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._gate._release(self._ticket)
-
-    def __repr__(self) -> str:
-        return f"<Slot {self._ticket!r}>"
+        self._gate._release(self)

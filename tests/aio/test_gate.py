@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, policy_from_toml
+from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, Ticket, policy_from_toml
 from prioritize.aio import Gate
 from prioritize.errors import PrioritizeError
 from prioritize.testing import VirtualClock
@@ -313,13 +313,28 @@ def test_bad_arguments_are_refused_with_clear_messages() -> None:
         gate.slot("urgent")
 
 
-def test_a_gate_belongs_to_one_event_loop() -> None:
+def test_a_gate_that_must_wait_belongs_to_one_event_loop() -> None:
     gate = Gate(1)
 
     async def use() -> None:
         async with gate.slot("high"):
             pass
 
-    asyncio.run(use())
-    with pytest.raises(PrioritizeError, match=r"bound to another event loop"):
-        asyncio.run(use())
+    async def contend() -> None:
+        async with gate.slot("high"):
+            waiter = asyncio.create_task(use())
+            with pytest.raises(PrioritizeError, match=r"bound to another event loop"):
+                await waiter
+
+    asyncio.run(use())  # binds the gate to this first loop
+    asyncio.run(contend())
+    assert gate.stats().in_use == 0
+
+
+def test_a_slot_starts_as_a_fresh_ticket() -> None:
+    gate = Gate(1)
+    slot = gate.slot("high", "acme")
+    ticket = Ticket(slot.level, "acme")
+    shared = [name for cls in Ticket.__mro__ for name in getattr(cls, "__slots__", ())]
+    assert shared
+    assert {n: getattr(slot, n) for n in shared} == {n: getattr(ticket, n) for n in shared}

@@ -48,6 +48,9 @@ class WaitHistogram:
 
     __slots__ = ("_folded", "buckets", "max", "pending", "total", "zero")
 
+    # ``zero`` counts waits of 0 (grants at once; the scheduler bumps it directly),
+    # ``_folded`` the other samples already in ``buckets``.
+
     #: samples kept unfolded at most
     BATCH = 1024
 
@@ -62,7 +65,7 @@ class WaitHistogram:
     @property
     def count(self) -> int:
         """Samples recorded, folded or not."""
-        return self._folded + len(self.pending)
+        return self.zero + self._folded + len(self.pending)
 
     def record(self, seconds: float) -> None:
         self.pending.append(seconds)
@@ -74,7 +77,6 @@ class WaitHistogram:
         pending, buckets = self.pending, self.buckets
         if not pending:
             return
-        self._folded += len(pending)
         self.total += sum(pending)
         self.max = max(self.max, *pending)
         last = _BUCKETS - 1
@@ -82,6 +84,7 @@ class WaitHistogram:
             if seconds <= 0.0:
                 self.zero += 1
                 continue
+            self._folded += 1
             index = int(log2(seconds) * _SUB + _OFFSET)
             buckets[0 if index < 0 else last if index > last else index] += 1
         pending.clear()

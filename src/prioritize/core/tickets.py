@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from enum import StrEnum
-from typing import final
 
 from .levels import Level
 
@@ -61,13 +60,14 @@ class Reason(StrEnum):
     SHUTDOWN = "shutdown"
 
 
-@final
 class Ticket:
     """One request for one seat of one gate.
 
     Mutable on purpose: the scheduler moves it through its states in place,
     so an adapter needs no lookup table from tickets to its own objects.
-    Read-only for adapters except ``data``.
+    Read-only for adapters except ``data``. Adapters may subclass it to hang
+    their own state on the same object (one allocation per request, not two);
+    a subclass must not override anything the scheduler reads or writes.
     """
 
     __slots__ = (
@@ -88,7 +88,6 @@ class Ticket:
         level: Level,
         flow: Hashable | None = None,
         data: object = None,
-        *,
         wait: bool = True,
     ) -> None:
         #: the level this request is served at
