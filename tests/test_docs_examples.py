@@ -1,6 +1,6 @@
 """The examples in the user documentation run here, so the docs cannot drift from behaviour.
 
-Fenced blocks of README.md, docs/concepts.md and docs/policy-file.md are picked
+Fenced blocks of README.md and the guides in docs/ (DOCS below) are picked
 out by their info string:
 
 * every ```` ```python ```` block is executed
@@ -30,7 +30,7 @@ from prioritize import ConfigError, Policy, policy_from_toml
 from prioritize.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/concepts.md", "docs/policy-file.md")
+DOCS = ("README.md", "docs/concepts.md", "docs/policy-file.md", "docs/asyncio.md")
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 

@@ -9,9 +9,10 @@ import prioritize
 import prioritize.core
 
 PUBLIC = [
-    "DEFAULT_LEVELS", "Classification", "Classifier", "ConfigError", "GatePolicy", "GateStats",
+    "DEFAULT_LEVELS", "Classification", "Classifier", "ConfigError", "Gate", "GatePolicy",
+    "GateStats",
     "Level", "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy",
-    "PrioritizeError", "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler", "Ticket",
+    "PrioritizeError", "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler", "Slot", "Ticket",
     "TicketState", "TicketStateError", "TrustPolicy", "UnknownLevelError", "load_policy",
     "parse_policy", "policy_from_toml",
 ]  # fmt: skip

@@ -8,6 +8,8 @@ threads, HTTP, job queues and pools.
 
 from __future__ import annotations
 
+from .aio import Gate as Gate
+from .aio import Slot as Slot
 from .config import load_policy as load_policy
 from .config import policy_from_toml as policy_from_toml
 from .core.classify import Classification as Classification
@@ -43,6 +45,7 @@ __all__ = [
     "Classification",
     "Classifier",
     "ConfigError",
+    "Gate",
     "GatePolicy",
     "GateStats",
     "Level",
@@ -58,6 +61,7 @@ __all__ = [
     "RequestInfo",
     "Rule",
     "Scheduler",
+    "Slot",
     "Ticket",
     "TicketState",
     "TicketStateError",
