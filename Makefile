@@ -23,12 +23,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# make bench ARGS="--json bench/results/run.json" passes options through
+# Every benchmark, one after the other; ARGS go to each (--quick for a smoke run),
+# JSON_DIR=dir also writes dir/<name>.json per benchmark.
+BENCHES := core aio executor queues adaptive
 bench: $(STAMP)
-	$(BIN)/python bench/core.py $(ARGS)
+	@for b in $(BENCHES); do \
+	  if [ -f bench/$$b.py ]; then \
+	    echo "== bench/$$b.py"; \
+	    $(BIN)/python bench/$$b.py $(ARGS) $(if $(JSON_DIR),--json $(JSON_DIR)/$$b.json) || exit 1; \
+	  fi; \
+	done
 
-bench-quick: $(STAMP)
-	$(BIN)/python bench/core.py --quick
+bench-quick:
+	$(MAKE) bench ARGS=--quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
