@@ -97,7 +97,8 @@ def test_every_problem_is_reported_at_once() -> None:
     }
     assert problems(table) == [
         "simulate.overlaod: unknown key; did you mean 'overload'? accepted keys: "
-        "'duration', 'gate', 'load', 'overload', 'seed', 'service', 'warmup'",
+        "'capacity', 'duration', 'gate', 'load', 'overload', 'seed', 'service', "
+        "'service_model', 'warmup'",
         "simulate.gate: 'apx' is not a gate of this policy; did you mean 'api'? gates are ['api']",
         "simulate.duration: 0 is not a number > 0",
         "simulate.warmup: 'x' is not a number ≥ 0",

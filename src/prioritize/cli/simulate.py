@@ -4,20 +4,33 @@ The load comes from the policy file's ``[simulate]`` table; flags override
 single values of it. Overrides are merged into the raw table and validated
 with it, so ``--rate bulk=-3`` is reported exactly like ``rate = -3`` in the
 file (``simulate.load.bulk.rate: -3 is not a number > 0``).
+
+When the gate's capacity is adaptive (in the policy, or ``[simulate]
+capacity = {adaptive = ...}``) or the service slows with load
+(``[simulate.service_model]``), a table of how the limit moved follows the
+usual ones (docs/adaptive.md); otherwise the output is unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
+from ..adaptive.spec import AdaptiveSpec
+from ..core.config import Policy
 from ..core.policy import GatePolicy
+from ..errors import ConfigError
 from ..simulate import LoadSpec, Report, merge_overrides
 from ..simulate import simulate as run_simulation
-from .common import check_load, load_or_fail, stdout_console
+from ..simulate.report import LIMIT_SLICES
+from .common import check_load, fail, load_or_fail, stdout_console
 from .render import report_view
 
 __all__ = ["simulate"]
@@ -46,9 +59,23 @@ def _number(text: str) -> object:
     return text
 
 
-def _run(gate: GatePolicy, spec: LoadSpec, show_progress: bool) -> Report:
+def _policy_adaptive(policy: Policy, gate: str) -> AdaptiveSpec | None:
+    """The gate's adaptive capacity as the policy file gave it, if it did.
+
+    Read defensively: ``Policy.adaptive`` (gate name to `AdaptiveSpec`) is
+    filled in by the policy parser once it accepts ``capacity = {adaptive =
+    ...}``; until then only ``[simulate] capacity`` can make a run adaptive.
+    """
+    specs = getattr(policy, "adaptive", None)
+    spec = specs.get(gate) if isinstance(specs, Mapping) else None
+    return spec if isinstance(spec, AdaptiveSpec) else None
+
+
+def _run(
+    gate: GatePolicy, spec: LoadSpec, show_progress: bool, adaptive: AdaptiveSpec | None
+) -> Report:
     if not show_progress:
-        return run_simulation(gate, spec)
+        return run_simulation(gate, spec, adaptive=adaptive)
     columns = (
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -61,7 +88,10 @@ def _run(gate: GatePolicy, spec: LoadSpec, show_progress: bool) -> Report:
             "fifo": bar.add_task("plain FIFO", total=1.0),
         }
         return run_simulation(
-            gate, spec, lambda name, done: bar.update(tasks[name], completed=done)
+            gate,
+            spec,
+            lambda name, done: bar.update(tasks[name], completed=done),
+            adaptive=adaptive,
         )
 
 
@@ -129,8 +159,55 @@ def simulate(
     )
     spec = check_load(policy, table)
     show_progress = not quiet and Console(stderr=True).is_terminal
-    report = _run(policy.gate(spec.gate), spec, show_progress)
+    try:
+        adaptive = _policy_adaptive(policy, spec.gate)
+        report = _run(policy.gate(spec.gate), spec, show_progress, adaptive)
+    except ConfigError as error:  # [simulate] capacity leaves too few seats for the mins
+        fail(error, policy.source)
     if json_target is not None:
         _write_json(report, json_target)
     if json_target != "-":
-        stdout_console().print(report_view(report))
+        console = stdout_console()
+        console.print(report_view(report))
+        if report.adaptive is not None or report.service_model is not None:
+            console.print(capacity_view(report))
+
+
+def capacity_view(report: Report) -> RenderableType:
+    """How the service was modelled and how the adaptive limit moved in each run."""
+    notes: list[str] = []
+    if report.adaptive is not None:
+        notes.append(f"Seat counts above are the initial limit, {report.adaptive.initial}.")
+    if report.service_model is not None:
+        notes.append(
+            f"Service: {report.service_model}. Seats past the knee add latency,\n"
+            "not throughput, so the offered load above is relative to the knee."
+        )
+    footnote = Text("\n".join(notes), style="dim")
+    if report.adaptive is None:
+        return footnote
+    spec = report.spec
+    table = Table(
+        title=f"adaptive capacity: {report.adaptive}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
+    )
+    table.add_column("run")
+    for header in ("limit\nmin", "\nmean", "\nmax", "\nchanges"):
+        table.add_column(header, justify="right")
+    step = spec.duration / LIMIT_SLICES
+    table.add_column(f"mean limit per {step:g} s, from {spec.warmup:g} s\n")
+    for label, run, style in (("policy", report.policy, "green"), ("FIFO", report.fifo, "yellow")):
+        figures = run.limit
+        if figures is None:
+            continue
+        table.add_row(
+            Text(label, style=style),
+            f"{figures.min}",
+            f"{figures.mean:.1f}",
+            f"{figures.max}",
+            f"{figures.changes:,}",
+            " ".join(f"{value:.0f}" for value in figures.series),
+        )
+    return Group(table, footnote)

@@ -32,6 +32,17 @@ The FIFO baseline (`fifo_policy`) is the same gate with one level: same
 capacity, total queue = the gate's ``queue``, ``max_wait`` = the largest
 finite ``max_wait`` among the policy's levels (so FIFO sheds no sooner than
 the most patient level would), flows ignored (pure arrival order).
+
+Adaptive capacity and contention (docs/adaptive.md)
+---------------------------------------------------
+With a `Contention` service model a granted request's service time is
+stretched by the number in flight just after its grant. With an adaptive
+capacity each completion is reported to an `AdaptiveCapacity` (its RTT is
+the time it held its seat), which resizes the scheduler when the limit
+moves; the engine records every change of the limit. The FIFO baseline gets
+the *same* adaptive capacity, a controller of its own built from the same
+spec and fed its own completions, so the comparison isolates the policy:
+both runs face the same service with the same kind of limit.
 """
 
 from __future__ import annotations
@@ -42,15 +53,18 @@ import math
 import random
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast, final
 
+from ..adaptive.capacity import AdaptiveCapacity
+from ..adaptive.spec import AdaptiveSpec
 from ..core.levels import LevelSet
 from ..core.policy import GatePolicy, LevelPolicy
 from ..core.scheduler import Scheduler
 from ..core.tickets import Reason, Ticket, TicketState
+from .contention import Contention
 from .load import LevelLoad, LoadSpec
-from .report import SHED_REASONS, LevelFigures, Report, RunFigures, quantile
+from .report import SHED_REASONS, LevelFigures, LimitFigures, Report, RunFigures, quantile
 
 __all__ = [
     "FIFO_LEVELS",
@@ -122,17 +136,38 @@ def fifo_policy(gate: GatePolicy) -> GatePolicy:
     )
 
 
-def simulate(gate: GatePolicy, spec: LoadSpec, progress: ProgressFn | None = None) -> Report:
-    """Run the load through ``gate`` and through its FIFO baseline; same arrivals in both."""
+def simulate(
+    gate: GatePolicy,
+    spec: LoadSpec,
+    progress: ProgressFn | None = None,
+    *,
+    adaptive: AdaptiveSpec | None = None,
+) -> Report:
+    """Run the load through ``gate`` and through its FIFO baseline; same arrivals in both.
+
+    ``adaptive`` is the gate's adaptive capacity, if it has one (the gate
+    then starts at its ``initial``); ``spec.capacity``, the ``[simulate]``
+    override, replaces both the gate's capacity and ``adaptive``. Raises
+    `ConfigError` if a whole-number override does not fit the gate's mins.
+    """
+    if isinstance(spec.capacity, AdaptiveSpec):
+        adaptive = spec.capacity
+    elif spec.capacity is not None:
+        gate, adaptive = replace(gate, capacity=spec.capacity), None
+    if adaptive is not None:
+        gate = adaptive.gate(gate)
     arrivals = generate_arrivals(spec)
     baseline = fifo_policy(gate)
     work = math.fsum(a.service for a in arrivals if a.time >= spec.warmup)
+    model = spec.service_model
     return Report(
         spec=spec,
-        policy=run(gate, arrivals, spec, "policy", progress),
-        fifo=run(baseline, arrivals, spec, "fifo", progress, pooled=True),
+        policy=run(gate, arrivals, spec, "policy", progress, adaptive=adaptive),
+        fifo=run(baseline, arrivals, spec, "fifo", progress, pooled=True, adaptive=adaptive),
         fifo_max_wait=baseline.policy_for("fifo").max_wait,
-        offered_load=work / spec.duration / gate.capacity,
+        offered_load=work / spec.duration / (gate.capacity if model is None else model.knee),
+        adaptive=adaptive,
+        service_model=model,
     )
 
 
@@ -156,19 +191,28 @@ def run(
     progress: ProgressFn | None = None,
     *,
     pooled: bool = False,
+    adaptive: AdaptiveSpec | None = None,
 ) -> RunFigures:
     """Feed ``arrivals`` to a fresh `Scheduler` for ``gate`` and count what happens.
 
     Each arrival keeps its own level and flow; ``pooled`` puts every one at
     the gate's first level instead, with no flow (the FIFO baseline). Figures
-    are always reported by the arrival's own level.
+    are always reported by the arrival's own level. With ``adaptive``, a new
+    controller built from it drives the gate's capacity.
     """
     sched = Scheduler(gate)
     tallies = {load.level: _Tally() for load in spec.levels}
     tick = _progress(name, spec, progress)
     loop = _Loop(sched, spec.warmup, tallies, pooled)
+    loop.model = spec.service_model
+    if adaptive is not None:
+        loop.adaptive = AdaptiveCapacity(sched, adaptive.build())
+        loop.limits = [(0.0, sched.capacity)]
     loop.run(arrivals, tick)
     events, drained_at = loop.events, loop.last
+    limit = None
+    if loop.limits:
+        limit = LimitFigures.from_steps(loop.limits, spec.warmup, spec.end)
     levels = tuple(_figures(level, [t], spec.duration) for level, t in tallies.items())
     return RunFigures(
         name=name,
@@ -179,6 +223,7 @@ def run(
         total=_figures("total", list(tallies.values()), spec.duration),
         events=events,
         drained_at=drained_at,
+        limit=limit,
     )
 
 
@@ -193,10 +238,13 @@ class _Loop:
     """One run's event loop and the state it keeps besides the scheduler's own."""
 
     __slots__ = (
+        "adaptive",
         "events",
         "heap",
         "last",
         "level_of",
+        "limits",
+        "model",
         "pooled",
         "sched",
         "seq",
@@ -219,6 +267,12 @@ class _Loop:
         self.timer_at: float | None = None
         self.events = 0
         self.last = 0.0
+        #: drives the capacity from completions, when it is adaptive
+        self.adaptive: AdaptiveCapacity | None = None
+        #: (time, capacity from then on) at every change, when it is adaptive
+        self.limits: list[tuple[float, int]] = []
+        #: stretches service times with the number in flight, when given
+        self.model: Contention | None = None
 
     def run(self, arrivals: Sequence[Arrival], report: Callable[[float], None]) -> None:
         """Handle every event until none is left; `events` and `last` say how many and when."""
@@ -235,7 +289,10 @@ class _Loop:
                 if following is not None:
                     self.push(following.time, _ARRIVE, following)
             elif kind == _DONE:
-                changed = sched.release(cast(Ticket, payload), now)
+                if self.adaptive is None:
+                    changed = sched.release(cast(Ticket, payload), now)
+                else:
+                    changed = self.complete(cast(Ticket, payload), now)
             elif now == self.timer_at:
                 self.timer_at = None
                 changed = sched.expire(now)
@@ -247,6 +304,14 @@ class _Loop:
         if sched.waiting:  # stranded: nothing left could ever grant or expire them
             self.settle(sched.close(self.last), self.last)
         report(math.inf)
+
+    def complete(self, ticket: Ticket, now: float) -> list[Ticket]:
+        """Release through the adaptive capacity, and note the limit if it moved."""
+        adaptive = cast(AdaptiveCapacity, self.adaptive)
+        changed = adaptive.release(ticket, now)
+        if adaptive.limit != self.limits[-1][1]:
+            self.limits.append((now, adaptive.limit))
+        return changed
 
     def push(self, time: float, kind: int, payload: object) -> None:
         heapq.heappush(self.heap, (time, next(self.seq), kind, payload))
@@ -263,10 +328,11 @@ class _Loop:
         self.events += 1
         self.last = now
         warmup, tallies = self.warmup, self.tallies
+        slowdown = 1.0 if self.model is None else self.model.slowdown(self.sched.in_use)
         for ticket in changed:
             arrival = cast(Arrival, ticket.data)
             if ticket.state is _GRANTED:
-                self.push(now + arrival.service, _DONE, ticket)
+                self.push(now + arrival.service * slowdown, _DONE, ticket)
                 if arrival.time >= warmup:
                     tallies[arrival.level].waits.append(now - arrival.time)
             elif arrival.time >= warmup and ticket.reason is not None:

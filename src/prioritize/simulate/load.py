@@ -17,6 +17,14 @@ Schema (see docs/simulate.md)::
     seed = 1            # default 0
     overload = 1        # multiplies every rate, default 1
     service = {dist = "exponential", mean = 0.05}   # default for every level
+    capacity = {adaptive = "gradient", min = 4}     # optional: the gate's capacity for
+                                                    # this run (a whole number or an
+                                                    # adaptive table; docs/adaptive.md)
+
+    [simulate.service_model]   # optional; default: service times independent of load
+    kind = "contention"        # slower past the knee (see `contention`)
+    knee = 32
+    exponent = 1
 
     [simulate.load.critical]
     rate = 50           # Poisson arrivals per second (> 0)
@@ -35,8 +43,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import final
 
+from ..adaptive.spec import AdaptiveSpec, parse_adaptive
 from ..core.levels import LevelSet
-from ..errors import ConfigError, Problem, did_you_mean, unknown_key
+from ..errors import ConfigError, Problem, did_you_mean, show, unknown_key
+from .contention import Contention, parse_service_model
 from .service import Constant, Exponential, Lognormal, ServiceTime, Uniform
 
 __all__ = ["MAX_ARRIVALS", "LevelLoad", "LoadSpec", "merge_overrides", "parse_load"]
@@ -44,7 +54,17 @@ __all__ = ["MAX_ARRIVALS", "LevelLoad", "LoadSpec", "merge_overrides", "parse_lo
 #: Refuse loads expected to generate more arrivals than this: they would not fit in memory.
 MAX_ARRIVALS = 2_000_000
 
-_TOP_KEYS = ("duration", "gate", "load", "overload", "seed", "service", "warmup")
+_TOP_KEYS = (
+    "capacity",
+    "duration",
+    "gate",
+    "load",
+    "overload",
+    "seed",
+    "service",
+    "service_model",
+    "warmup",
+)
 _LEVEL_KEYS = ("flows", "rate", "service", "skew")
 _DIST_KEYS: dict[str, tuple[str, ...]] = {
     "constant": ("value",),
@@ -83,6 +103,10 @@ class LoadSpec:
     overload: float
     #: loaded levels, most important first (levels without load are absent)
     levels: tuple[LevelLoad, ...]
+    #: how service times stretch with the number in flight; None: they do not
+    service_model: Contention | None = None
+    #: the gate's capacity for this run instead of the policy's, when given
+    capacity: int | AdaptiveSpec | None = None
 
     @property
     def end(self) -> float:
@@ -151,6 +175,11 @@ def parse_load(table: Mapping[str, object], levels: LevelSet, gates: Sequence[st
         reader.has_default_service = True
         reader.default_service = reader.service(table["service"], "simulate.service")
     loads = reader.loads(table.get("load"), levels, overload)
+    model: Contention | None = None
+    if "service_model" in table:
+        model, problems = parse_service_model(table["service_model"], "simulate.service_model")
+        reader.problems += problems
+    capacity = reader.capacity(table.get("capacity"))
     if not reader.problems and loads:
         expected = (duration + warmup) * sum(load.rate for load in loads)
         if expected > MAX_ARRIVALS:
@@ -161,7 +190,7 @@ def parse_load(table: Mapping[str, object], levels: LevelSet, gates: Sequence[st
             )
     if reader.problems:
         raise ConfigError(reader.problems)
-    return LoadSpec(gate or "", duration, warmup, seed, overload, tuple(loads))
+    return LoadSpec(gate or "", duration, warmup, seed, overload, tuple(loads), model, capacity)
 
 
 def _join(path: str, key: str) -> str:
@@ -221,6 +250,23 @@ class _Reader:
             self.add(f"{path}.{key}", f"{value!r} is not a number {bound}")
             return math.nan
         return number
+
+    def capacity(self, value: object) -> int | AdaptiveSpec | None:
+        """A whole number of seats, or an adaptive capacity table."""
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        if isinstance(value, Mapping):
+            try:
+                return parse_adaptive(value, "simulate.capacity")
+            except ConfigError as error:
+                self.problems += error.problems
+                return None
+        self.add(
+            "simulate.capacity",
+            f"{show(value)} is not a whole number ≥ 1 or a table like "
+            '{adaptive = "gradient", min = 4, max = 200}',
+        )
+        return None
 
     def seed(self, value: object) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
