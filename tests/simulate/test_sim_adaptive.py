@@ -103,6 +103,10 @@ def test_more_seats_than_the_knee_serve_no_more_under_contention() -> None:
     # past the knee requests only take longer: about the same served, no more
     assert beyond.policy.total.served <= at_knee.policy.total.served * 1.05
     assert at_knee.offered_load == pytest.approx(beyond.offered_load)  # relative to the knee
+    # ... and each holds its seat four times as long at four times the knee
+    assert at_knee.policy.rtt_p50 is not None
+    assert beyond.policy.rtt_p50 is not None
+    assert beyond.policy.rtt_p50 == pytest.approx(4 * at_knee.policy.rtt_p50, rel=0.15)
 
 
 # -- adaptive runs ------------------------------------------------------------------
@@ -158,9 +162,10 @@ def test_json_gains_adaptive_keys_only_for_adaptive_runs(adaptive_report: Report
     assert data["adaptive"] == {"adaptive": "gradient", "min": 4, "max": 200, "initial": 20}
     assert data["service_model"] == {"kind": "contention", "knee": KNEE, "exponent": 1.0}
     assert set(data["policy"]["limit"]) == {"min", "mean", "max", "series", "changes"}
+    assert set(data["policy"]["rtt"]) == {"p50", "p99"}
     plain = json.loads(simulate(gate(), load()).to_json())
     assert not {"adaptive", "service_model"} & set(plain)
-    assert "limit" not in plain["policy"]
+    assert not {"limit", "rtt"} & set(plain["policy"])
 
 
 def test_an_infinite_option_is_null_in_json() -> None:
@@ -211,8 +216,12 @@ def test_simulate_command_prints_the_limit_of_both_runs(tmp_path: Path) -> None:
     lines = [line.rstrip() for line in result.output.splitlines()]
     assert "adaptive capacity: gradient, 4 to 200 seats, starting at 20" in lines
     policy_row = next(line for line in lines if line.startswith(" policy "))
-    assert len(policy_row.split()) == 1 + 4 + 10  # min, mean, max, changes, then the series
-    assert "Seat counts above are the initial limit, 20." in lines
+    # min, mean, max, changes, the series, then rtt p50 and p99 (a number and a unit each)
+    assert len(policy_row.split()) == 1 + 4 + 10 + 4
+    assert (
+        "Seat counts above are the initial limit, 20. "
+        "Service: contention past 16 in flight, exponent 1." in lines
+    )
 
 
 def test_simulate_command_reports_a_capacity_override_too_small(tmp_path: Path) -> None:

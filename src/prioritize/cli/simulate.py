@@ -31,7 +31,7 @@ from ..simulate import LoadSpec, Report, merge_overrides
 from ..simulate import simulate as run_simulation
 from ..simulate.report import LIMIT_SLICES
 from .common import check_load, fail, load_or_fail, stdout_console
-from .render import report_view
+from .render import format_wait, report_view
 
 __all__ = ["simulate"]
 
@@ -174,40 +174,40 @@ def simulate(
 
 
 def capacity_view(report: Report) -> RenderableType:
-    """How the service was modelled and how the adaptive limit moved in each run."""
-    notes: list[str] = []
-    if report.adaptive is not None:
-        notes.append(f"Seat counts above are the initial limit, {report.adaptive.initial}.")
-    if report.service_model is not None:
-        notes.append(
-            f"Service: {report.service_model}. Seats past the knee add latency,\n"
-            "not throughput, so the offered load above is relative to the knee."
-        )
-    footnote = Text("\n".join(notes), style="dim")
-    if report.adaptive is None:
-        return footnote
-    spec = report.spec
-    table = Table(
-        title=f"adaptive capacity: {report.adaptive}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title_justify="left",
-    )
+    """How the limit moved and how long requests held their seats, in each run."""
+    adaptive, model = report.adaptive, report.service_model
+    title = f"adaptive capacity: {adaptive}" if adaptive else f"service: {model}"
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("run")
-    for header in ("limit\nmin", "\nmean", "\nmax", "\nchanges"):
-        table.add_column(header, justify="right")
-    step = spec.duration / LIMIT_SLICES
-    table.add_column(f"mean limit per {step:g} s, from {spec.warmup:g} s\n")
+    if adaptive is not None:
+        for header in ("limit\nmin", "\nmean", "\nmax", "\nchanges"):
+            table.add_column(header, justify="right")
+        step = report.spec.duration / LIMIT_SLICES
+        table.add_column(f"mean limit per {step:g} s\nfrom {report.spec.warmup:g} s")
+    if model is not None:
+        table.add_column("rtt\np50", justify="right")
+        table.add_column("\np99", justify="right")
     for label, run, style in (("policy", report.policy, "green"), ("FIFO", report.fifo, "yellow")):
-        figures = run.limit
-        if figures is None:
-            continue
-        table.add_row(
-            Text(label, style=style),
-            f"{figures.min}",
-            f"{figures.mean:.1f}",
-            f"{figures.max}",
-            f"{figures.changes:,}",
-            " ".join(f"{value:.0f}" for value in figures.series),
+        cells: list[str | Text] = [Text(label, style=style)]
+        if run.limit is not None:
+            figures = run.limit
+            cells += [
+                f"{figures.min}",
+                f"{figures.mean:.1f}",
+                f"{figures.max}",
+                f"{figures.changes:,}",
+                " ".join(f"{value:.0f}" for value in figures.series),
+            ]
+        if model is not None:
+            cells += [format_wait(run.rtt_p50), format_wait(run.rtt_p99)]
+        table.add_row(*cells)
+    lines = []
+    if adaptive is not None:
+        service = f" Service: {model}." if model is not None else ""
+        lines.append(f"Seat counts above are the initial limit, {adaptive.initial}.{service}")
+    if model is not None:
+        lines.append(
+            "rtt: how long served requests held their seat. Seats past the knee add latency,"
         )
-    return Group(table, footnote)
+        lines.append("not throughput, so the offered load above is relative to the knee.")
+    return Group(Text(title, style="italic"), table, Text("\n".join(lines), style="dim"))

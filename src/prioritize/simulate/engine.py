@@ -213,6 +213,7 @@ def run(
     limit = None
     if loop.limits:
         limit = LimitFigures.from_steps(loop.limits, spec.warmup, spec.end)
+    rtts = sorted(loop.rtts)
     levels = tuple(_figures(level, [t], spec.duration) for level, t in tallies.items())
     return RunFigures(
         name=name,
@@ -224,6 +225,8 @@ def run(
         events=events,
         drained_at=drained_at,
         limit=limit,
+        rtt_p50=quantile(rtts, 0.50),
+        rtt_p99=quantile(rtts, 0.99),
     )
 
 
@@ -246,6 +249,7 @@ class _Loop:
         "limits",
         "model",
         "pooled",
+        "rtts",
         "sched",
         "seq",
         "tallies",
@@ -273,6 +277,8 @@ class _Loop:
         self.limits: list[tuple[float, int]] = []
         #: stretches service times with the number in flight, when given
         self.model: Contention | None = None
+        #: seconds each measured request held its seat, kept under a service model
+        self.rtts: list[float] = []
 
     def run(self, arrivals: Sequence[Arrival], report: Callable[[float], None]) -> None:
         """Handle every event until none is left; `events` and `last` say how many and when."""
@@ -328,13 +334,16 @@ class _Loop:
         self.events += 1
         self.last = now
         warmup, tallies = self.warmup, self.tallies
-        slowdown = 1.0 if self.model is None else self.model.slowdown(self.sched.in_use)
+        model = self.model
+        slowdown = 1.0 if model is None else model.slowdown(self.sched.in_use)
         for ticket in changed:
             arrival = cast(Arrival, ticket.data)
             if ticket.state is _GRANTED:
                 self.push(now + arrival.service * slowdown, _DONE, ticket)
                 if arrival.time >= warmup:
                     tallies[arrival.level].waits.append(now - arrival.time)
+                    if model is not None:
+                        self.rtts.append(arrival.service * slowdown)
             elif arrival.time >= warmup and ticket.reason is not None:
                 tallies[arrival.level].shed[ticket.reason] += 1
         # One timer: re-armed only when the next deadline is sooner than the armed

@@ -178,6 +178,9 @@ class RunFigures:
     drained_at: float
     #: how the limit moved, when the capacity was adaptive
     limit: LimitFigures | None = None
+    #: seconds measured requests held their seat (their RTT), under a service model only
+    rtt_p50: float | None = None
+    rtt_p99: float | None = None
 
     def level(self, name: str) -> LevelFigures:
         for figures in self.levels:
@@ -198,6 +201,7 @@ class RunFigures:
             "levels": [figures.to_dict() for figures in self.levels],
             "total": self.total.to_dict(),
             **({} if self.limit is None else {"limit": self.limit.to_dict()}),
+            **({} if self.rtt_p50 is None else {"rtt": {"p50": self.rtt_p50, "p99": self.rtt_p99}}),
         }
 
 
