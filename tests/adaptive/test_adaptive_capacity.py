@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from prioritize import GatePolicy, LevelPolicy, LevelSet, Scheduler, TicketState
+from prioritize import GatePolicy, LevelPolicy, LevelSet, Scheduler, TicketState, TicketStateError
 from prioritize.adaptive import AIMD, AdaptiveCapacity, Gradient
 
 LEVELS = LevelSet(["critical", "high", "normal", "low"])
@@ -102,3 +104,28 @@ def test_repr_shows_limit_and_seats() -> None:
     sched = Scheduler(GatePolicy(capacity=20, name="api"))
     adaptive = AdaptiveCapacity(sched, AIMD(initial=20))
     assert repr(adaptive) == "<AdaptiveCapacity api limit 20, 0/20 seats, 0 waiting>"
+
+
+def test_a_falling_limit_takes_effect_before_the_freed_seat_is_handed_out() -> None:
+    sched = Scheduler(GatePolicy(capacity=4))
+    adaptive = AdaptiveCapacity(sched, AIMD(initial=4, min_limit=1, window=0.0, window_samples=1))
+    held = [sched.ticket("normal") for _ in range(4)]
+    waiter = sched.ticket("normal")
+    for t in [*held, waiter]:
+        sched.submit(t, now=0.0)
+    assert adaptive.release(held[0], now=1.0, dropped=True) == []  # 4 -> 3 seats: none free
+    assert waiter.state is TicketState.WAITING
+    assert (sched.capacity, sched.in_use) == (3, 3)
+
+
+def test_releasing_a_ticket_without_a_seat_raises_and_teaches_the_controller_nothing() -> None:
+    sched = Scheduler(GatePolicy(capacity=1))
+    aimd = AIMD(initial=1, min_limit=1, window=0.0, window_samples=1)
+    adaptive = AdaptiveCapacity(sched, aimd)
+    holder, waiter = sched.ticket("normal"), sched.ticket("normal")
+    sched.submit(holder, now=0.0)
+    sched.submit(waiter, now=0.0)
+    with pytest.raises(TicketStateError):
+        adaptive.release(waiter, now=1.0, dropped=True)
+    assert aimd.limit == 1
+    assert math.isnan(aimd.rtt)

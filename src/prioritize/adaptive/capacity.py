@@ -22,9 +22,11 @@ from __future__ import annotations
 from typing import Protocol, final
 
 from ..core.scheduler import Scheduler
-from ..core.tickets import Ticket
+from ..core.tickets import Ticket, TicketState
 
 __all__ = ["AdaptiveCapacity", "LimitController"]
+
+_GRANTED = TicketState.GRANTED
 
 
 class LimitController(Protocol):
@@ -79,19 +81,21 @@ class AdaptiveCapacity:
         return sched.resize(limit, now)
 
     def release(self, ticket: Ticket, now: float, dropped: bool = False) -> list[Ticket]:
-        """Release a granted ticket and observe its RTT (``now - ticket.granted_at``).
+        """Observe a granted ticket's RTT (``now - ticket.granted_at``), then release it.
 
-        Returns the tickets granted in its place, then those a resize changed.
-        The in-flight count reported is the seats held just before the
-        release, the request itself included.
+        Observing first means a falling limit takes effect before the freed
+        seat is handed out again. Returns the tickets a resize granted, then
+        those granted in the released seat's place. The in-flight count
+        reported includes the request itself. A ticket that holds no seat is
+        not observed: `Scheduler.release` raises `TicketStateError` for it.
         """
         sched = self.scheduler
-        inflight = sched.in_use
-        changed = sched.release(ticket, now)
         granted_at = ticket.granted_at
-        rtt = 0.0 if granted_at is None else max(now - granted_at, 0.0)
-        more = self.observe(now, rtt, dropped, inflight)
-        return changed + more if more else changed
+        if ticket.state is not _GRANTED or granted_at is None:
+            return sched.release(ticket, now)  # raises
+        changed = self.observe(now, max(now - granted_at, 0.0), dropped, sched.in_use)
+        freed = sched.release(ticket, now)
+        return changed + freed if changed else freed
 
     def __repr__(self) -> str:
         sched = self.scheduler
