@@ -331,3 +331,16 @@ def test_repr_shows_the_live_limit() -> None:
     gradient.on_sample(0.0, BASE, 1)
     assert repr(gradient) == "<Gradient limit 4 (4-200), no-load rtt -, probing>"
     assert repr(AIMD(max_rtt=0.1)) == "<AIMD limit 20 (4-200), rtt -, max_rtt 100 ms>"
+
+
+def test_zero_rtts_from_a_coarse_clock_read_as_no_slowdown() -> None:
+    gradient = Gradient(initial=20, window=0.0, window_samples=1, probe_samples=3)
+    gradient.on_sample(0.0, 0.0, 1)
+    for now in (0.5, 0.6, 0.7):  # the probe measures 0 s: the clock did not tick
+        gradient.on_sample(now, 0.0, 1)
+    assert gradient.baseline == 0.0
+    for i in range(5):
+        gradient.on_sample(1.0 + i, 0.0, gradient.limit)
+    grown = gradient.limit
+    assert grown > 20
+    assert gradient.on_sample(7.0, 0.015, grown) < grown  # a tick is infinitely slower than 0

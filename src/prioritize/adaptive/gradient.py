@@ -97,6 +97,7 @@ class Gradient:
     __slots__ = (
         "_at_min",
         "_backoff",
+        "_baseline",
         "_count",
         "_dropped",
         "_estimate",
@@ -118,7 +119,6 @@ class Gradient:
         "_tolerance",
         "_window",
         "_window_samples",
-        "baseline",
         "max_limit",
         "min_limit",
     )
@@ -166,8 +166,7 @@ class Gradient:
         self._probe_samples = probe_samples
         self._estimate = float(initial)
         self._limit = initial
-        #: the no-load RTT in seconds, measured by the last probe; NaN before the first
-        self.baseline = math.nan
+        self._baseline = math.nan
         #: the last window's average RTT; NaN before the first
         self._rtt = math.nan
         self._probing = True  # the first sample starts the first probe
@@ -193,6 +192,11 @@ class Gradient:
     def rtt(self) -> float:
         """The last window's average RTT, in seconds (NaN before the first window)."""
         return self._rtt
+
+    @property
+    def baseline(self) -> float:
+        """The no-load RTT in seconds, measured by the last probe (NaN before the first)."""
+        return self._baseline
 
     @property
     def is_probing(self) -> bool:
@@ -230,8 +234,9 @@ class Gradient:
         if self._dropped:
             estimate = max(self.min_limit, min(estimate * self._backoff, limit - 1.0))
         elif 2 * self._inflight >= limit:  # not app-limited: the RTT says something
-            gradient = self._tolerance * self.baseline / self._rtt
-            gradient = MIN_GRADIENT if gradient < MIN_GRADIENT else min(gradient, 1.0)
+            allowed, rtt = self._tolerance * self._baseline, self._rtt
+            # no slower than allowed (a zero RTT, from a clock coarser than the service, too)
+            gradient = 1.0 if rtt <= allowed else max(MIN_GRADIENT, allowed / rtt)
             headroom = math.sqrt(estimate) if self._headroom is None else self._headroom
             target = estimate * gradient + headroom
             estimate += self._smoothing * (target - estimate)
@@ -268,7 +273,7 @@ class Gradient:
         self._probe_count += 1
         if self._probe_count < self._probe_samples:
             return self._limit
-        self.baseline = self._probe_sum / self._probe_count
+        self._baseline = self._probe_sum / self._probe_count
         self._probing = False
         self._next_probe = now + self._probe_interval
         self._at_min = 0
@@ -278,7 +283,7 @@ class Gradient:
         return self._limit
 
     def __repr__(self) -> str:
-        base = "-" if math.isnan(self.baseline) else f"{self.baseline * 1e3:.3g} ms"
+        base = "-" if math.isnan(self._baseline) else f"{self._baseline * 1e3:.3g} ms"
         state = ", probing" if self.is_probing else ""
         return (
             f"<Gradient limit {self._limit} ({self.min_limit}-{self.max_limit}), "
