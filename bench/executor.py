@@ -35,11 +35,12 @@ import json
 import random
 import statistics
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from time import perf_counter_ns
+from time import perf_counter_ns, process_time_ns
 from typing import Any
 
 from harness import Figure, metadata, ns, table, verdict
@@ -58,8 +59,16 @@ class Config:
     repeat: int
 
 
-FULL = Config(tasks=40_000, repeat=9)
+FULL = Config(tasks=20_000, repeat=25)
 QUICK = Config(tasks=4_000, repeat=3)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed run: wall-clock and process CPU time, in ns."""
+
+    wall: int
+    cpu: int
 
 
 def noop() -> None:
@@ -68,8 +77,6 @@ def noop() -> None:
 
 def _warm(executor: Executor, workers: int) -> None:
     """Start every worker thread before the clock runs."""
-    import threading
-
     barrier = threading.Barrier(workers + 1)
     fs = [executor.submit(barrier.wait) for _ in range(workers)]
     barrier.wait()
@@ -77,39 +84,33 @@ def _warm(executor: Executor, workers: int) -> None:
         f.result()
 
 
-def run_stdlib(workers: int, tasks: int, _levels: list[str]) -> float:
+def timed(executor: Executor, workers: int, submit_all: Callable[[], list[Future[None]]]) -> Run:
+    """Wall and CPU ns of ``submit_all()`` plus waiting for its futures; shuts down after."""
+    _warm(executor, workers)
+    gc.collect()
+    c0, t0 = process_time_ns(), perf_counter_ns()
+    for f in submit_all():
+        f.result()
+    wall, cpu = perf_counter_ns() - t0, process_time_ns() - c0
+    executor.shutdown()
+    return Run(wall, cpu)
+
+
+def run_stdlib(workers: int, tasks: int, _levels: list[str]) -> Run:
     executor = ThreadPoolExecutor(workers)
-    _warm(executor, workers)
     submit = executor.submit
-    gc.collect()
-    t0 = perf_counter_ns()
-    fs = [submit(noop) for _ in range(tasks)]
-    for f in fs:
-        f.result()
-    elapsed = perf_counter_ns() - t0
-    executor.shutdown()
-    return elapsed / tasks
+    return timed(executor, workers, lambda: [submit(noop) for _ in range(tasks)])
 
 
-def run_priority(workers: int, tasks: int, levels: list[str]) -> float:
+def run_priority(workers: int, tasks: int, levels: list[str]) -> Run:
     executor = PriorityThreadPoolExecutor(workers)
-    _warm(executor, workers)
     submit = executor.submit
-    gc.collect()
-    t0 = perf_counter_ns()
-    fs: list[Future[None]]
     if levels:
-        fs = [submit(noop, priority=level) for level in levels]
-    else:
-        fs = [submit(noop) for _ in range(tasks)]
-    for f in fs:
-        f.result()
-    elapsed = perf_counter_ns() - t0
-    executor.shutdown()
-    return elapsed / tasks
+        return timed(executor, workers, lambda: [submit(noop, priority=lvl) for lvl in levels])
+    return timed(executor, workers, lambda: [submit(noop) for _ in range(tasks)])
 
 
-CASES: list[tuple[str, str, Callable[[int, int, list[str]], float], bool]] = [
+CASES: list[tuple[str, str, Callable[[int, int, list[str]], Run], bool]] = [
     ("stdlib", "ThreadPoolExecutor", run_stdlib, False),
     ("priority", "PriorityThreadPoolExecutor, all normal", run_priority, False),
     ("mixed", "PriorityThreadPoolExecutor, 5 levels mixed", run_priority, True),
@@ -117,19 +118,22 @@ CASES: list[tuple[str, str, Callable[[int, int, list[str]], float], bool]] = [
 
 
 def measure(config: Config) -> dict[str, Figure]:
+    """Figures keyed ``{case}-{workers}-{wall|cpu}``, in ns per task."""
     rng = random.Random(SEED)
-    names = DEFAULT_LEVELS.names
-    mixed = [rng.choice(names) for _ in range(config.tasks)]
+    mixed = [rng.choice(DEFAULT_LEVELS.names) for _ in range(config.tasks)]
     figures: dict[str, Figure] = {}
     for workers in WORKERS:
         for key, name, _, _ in CASES:
-            figures[f"{key}-{workers}"] = Figure(f"{name}, max_workers={workers}", config.tasks)
+            for clock in ("wall", "cpu"):
+                label = f"{name}, max_workers={workers} ({clock})"
+                figures[f"{key}-{workers}-{clock}"] = Figure(label, config.tasks)
     for round_ in range(config.repeat + 1):
         for workers in WORKERS:
             for key, _, run, is_mixed in CASES:
-                value = run(workers, config.tasks, mixed if is_mixed else [])
+                result = run(workers, config.tasks, mixed if is_mixed else [])
                 if round_:  # round 0 warms up
-                    figures[f"{key}-{workers}"].runs.append(value)
+                    figures[f"{key}-{workers}-wall"].runs.append(result.wall / config.tasks)
+                    figures[f"{key}-{workers}-cpu"].runs.append(result.cpu / config.tasks)
     return figures
 
 
@@ -144,28 +148,28 @@ def report(figures: dict[str, Figure], config: Config) -> dict[str, Any]:
     print(f"# {meta['python']}, {meta['platform']}, {meta['cpus']} CPUs, load {meta['load']}")
     print(
         f"# {config.tasks:,} submits of a no-op, then waiting for all; "
-        f"median of {config.repeat} interleaved rounds"
+        f"medians of {config.repeat} interleaved rounds; ns per task"
     )
     ratios: dict[str, float] = {}
     for workers in WORKERS:
         print(f"\nmax_workers={workers}")
         rows = []
-        base = f"stdlib-{workers}"
         for key, name, _, _ in CASES:
-            fig = figures[f"{key}-{workers}"]
-            if key == "stdlib":
-                cell = "1.00"
-            else:
-                ratios[f"{key}-{workers}"] = r = ratio(figures, f"{key}-{workers}", base)
-                cell = f"{r:.2f}"
-            rows.append([name, ns(fig.median), ns(fig.min), cell])
-        table(["case", "ns/task median", "min", "× stdlib"], rows)
+            cells = [name]
+            for clock in ("wall", "cpu"):
+                fig = figures[f"{key}-{workers}-{clock}"]
+                r = ratio(figures, f"{key}-{workers}-{clock}", f"stdlib-{workers}-{clock}")
+                ratios[f"{key}-{workers}-{clock}"] = r
+                cells += [ns(fig.median), ns(fig.min), f"{r:.2f}"]
+            rows.append(cells)
+        header = ["case", "wall", "min", "× stdlib", "CPU", "min", "× stdlib"]
+        table(header, rows)
     print()
     for workers in WORKERS:
-        r = ratios[f"priority-{workers}"]
+        r = ratios[f"priority-{workers}-wall"]
         print(
-            f"max_workers={workers}: {r:.2f}× ThreadPoolExecutor, target {verdict(r, TARGET)}, "
-            f"aim {verdict(r, AIM)}"
+            f"max_workers={workers}: {r:.2f}× ThreadPoolExecutor (wall), target "
+            f"{verdict(r, TARGET)}, aim {verdict(r, AIM)}"
         )
     return {
         "meta": meta,
@@ -179,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
-    parser.add_argument("--repeat", type=int, help="timed rounds (default 9, quick 3)")
-    parser.add_argument("--tasks", type=int, help="calls per run (default 40,000)")
+    parser.add_argument("--repeat", type=int, help="timed rounds (default 25, quick 3)")
+    parser.add_argument("--tasks", type=int, help="calls per run (default 20,000)")
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     config = Config(tasks=args.tasks or config.tasks, repeat=args.repeat or config.repeat)

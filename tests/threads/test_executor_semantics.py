@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import gc
 import itertools
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -242,11 +245,16 @@ def test_wait_and_as_completed_accept_its_futures(make: ExecutorFactory) -> None
 
 def test_threads_start_lazily_and_idle_ones_are_reused(make: ExecutorFactory) -> None:
     prefix = f"lazy-{next(_names)}"
-    executor = make(max_workers=4, thread_name_prefix=prefix)
+    executor = make(max_workers=20, thread_name_prefix=prefix)
     assert threads_named(prefix) == []
-    for n in range(5):
-        assert executor.submit(pow, 2, n).result(HANG) == 2**n
+    assert executor.submit(pow, 2, 0).result(HANG) == 1
     assert len(threads_named(prefix)) == 1
+    for n in range(1, 20):
+        assert executor.submit(pow, 2, n).result(HANG) == 2**n
+    # One call at a time: an idle thread takes the next call, unless the caller
+    # was quicker than the thread going back to idle (rare, but a race in the
+    # standard library too). A thread per call would make 20.
+    assert len(threads_named(prefix)) < 20
     executor.shutdown(wait=True)
     assert threads_named(prefix) == []
 
@@ -329,3 +337,67 @@ def test_a_function_taking_its_own_priority_argument_is_wrapped_in_partial(
 
     executor = make(max_workers=1)
     assert executor.submit(functools.partial(describe, priority=3), "x").result(HANG) == "x@3"
+
+
+def test_cancel_futures_cancels_a_call_no_thread_has_taken_yet(make: ExecutorFactory) -> None:
+    initialising, go = threading.Event(), threading.Event()
+
+    def slow_init() -> None:
+        initialising.set()
+        go.wait(HANG)
+
+    executor = make(max_workers=1, initializer=slow_init)
+    future = executor.submit(pow, 2, 2)
+    assert initialising.wait(HANG)  # its thread is still initialising
+    executor.shutdown(wait=False, cancel_futures=True)
+    assert future.cancelled()
+    go.set()
+    executor.shutdown(wait=True)
+
+
+@pytest.mark.parametrize(
+    "cls", [ThreadPoolExecutor, PriorityThreadPoolExecutor], ids=["stdlib", "priority"]
+)
+def test_an_executor_dropped_without_shutdown_runs_its_calls_then_its_threads_exit(
+    cls: Callable[..., Executor],
+) -> None:
+    prefix = f"dropped-{next(_names)}"
+    executor = cls(max_workers=2, thread_name_prefix=prefix)
+    gate = threading.Event()
+    futures = [executor.submit(gate.wait, HANG) for _ in range(5)]
+    del executor
+    gc.collect()
+    gate.set()
+    assert all(f.result(HANG) is True for f in futures)
+    for thread in threads_named(prefix):
+        thread.join(HANG)
+        assert not thread.is_alive()
+
+
+EXIT_SCRIPT = """
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from prioritize.executor import PriorityThreadPoolExecutor
+
+executor = {cls}(max_workers=1)
+gate = threading.Event()
+executor.submit(gate.wait)
+for n in range(3):
+    executor.submit(print, "ran", n, flush=True)
+gate.set()
+# no shutdown: the interpreter's exit joins the threads after the queued calls ran
+"""
+
+
+@pytest.mark.parametrize("cls", ["ThreadPoolExecutor", "PriorityThreadPoolExecutor"])
+def test_queued_calls_still_run_when_the_interpreter_exits(cls: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT.format(cls=cls)],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["ran 0", "ran 1", "ran 2"]
+    assert done.stderr == ""

@@ -86,7 +86,7 @@ def test_a_call_waiting_past_max_wait_is_rejected_by_the_timer(
     release: threading.Event,
 ) -> None:
     policy = GatePolicy(capacity=1, levels={"low": LevelPolicy(max_wait=0.01)})
-    with PriorityThreadPoolExecutor(policy=policy) as executor:
+    with PriorityThreadPoolExecutor(policy=policy, thread_name_prefix="timed") as executor:
         occupy(executor, release)
         patient = executor.submit(pow, 2, 4, priority="high")
         late = [executor.submit(pow, 2, n, priority="low") for n in range(3)]
@@ -98,6 +98,8 @@ def test_a_call_waiting_past_max_wait_is_rejected_by_the_timer(
         release.set()
         assert patient.result(HANG) == 16
     assert executor.stats().level("low").shed[Reason.TIMEOUT] == 3
+    # shutdown joined the worker and the one timer thread
+    assert not [t for t in threading.enumerate() if t.name.startswith("timed_")]
 
 
 def test_the_timer_is_brought_forward_for_an_earlier_deadline(

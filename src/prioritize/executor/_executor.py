@@ -18,11 +18,14 @@ from ..core.levels import DEFAULT_LEVELS, Level
 from ..core.policy import GatePolicy, LevelPolicy
 from ..core.scheduler import Scheduler
 from ..core.stats import GateStats
-from ._pool import _Call, _Pool
+from ..core.tickets import Ticket
+from ._call import Call
+from ._pool import Pool
 
 __all__ = ["PriorityThreadPoolExecutor"]
 
 _T = TypeVar("_T")
+_ticket_init = Ticket.__init__
 
 
 def _shutdown_refusal() -> BaseException:
@@ -104,9 +107,9 @@ class PriorityThreadPoolExecutor(Executor):
         for level in policy.level_set:
             self._by_level[level.name] = self._by_level[level] = level
         prefix = thread_name_prefix or f"PriorityThreadPoolExecutor-{self._counter()}"
-        self._pool = pool = _Pool(scheduler, max_workers, prefix, initializer, initargs)
+        self._pool = pool = Pool(scheduler, max_workers, prefix, initializer, initargs)
         # Dropped without shutdown: queued calls still run, then the threads exit.
-        weakref.finalize(self, pool.close, _shutdown_refusal, False).atexit = False
+        weakref.finalize(self, pool.abandon).atexit = False
 
     @classmethod
     def from_policy(
@@ -156,8 +159,9 @@ class PriorityThreadPoolExecutor(Executor):
             level = self._by_level[priority]
         except (KeyError, TypeError):
             level = self._levels.resolve(priority)
-        call: _Call[_T] = _Call()
-        self._pool.submit(level, flow, (call, fn, args, kwargs))
+        call: Call[_T] = Call()
+        _ticket_init(call, level, flow, (fn, args, kwargs))
+        self._pool.submit(call)
         return call
 
     def map(

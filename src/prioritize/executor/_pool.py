@@ -3,34 +3,38 @@
 Theory of operation
 -------------------
 A seat is a worker thread. The scheduler's capacity is ``max_workers``; a
-call holds a seat from its grant until it returns. Every call is a `Ticket`
-whose ``data`` is ``(future, fn, args, kwargs)``:
+call holds a seat from its grant until it returns. Each call is one object,
+`Call`: the caller's `Future` and the scheduler's `Ticket` at once.
 
-* `_Pool.submit` hands the ticket to the scheduler under the lock. A ticket
-  granted at once goes to ``ready``; a waiting one stays in the scheduler;
-  a shed one gets `Rejected` on its future.
-* A worker pops a ticket from ``ready``, runs the call outside the lock,
-  and releases the seat under the lock in a ``finally``: no exception,
-  ``BaseException`` included, can leak a seat. The tickets that release
-  grants go to ``ready`` too, and the releasing worker runs the first of
-  them itself, so under a backlog no thread is woken per call.
-* A worker with nothing to run waits on the condition ``_work``. ``_idle``
-  counts the waiting workers and ``_wakeups`` the notifies not yet taken
-  up, so a grant notifies exactly one idle worker, or starts a thread
-  (lazily, up to ``max_workers``) when none is idle. A seat held means a
-  thread that will run it: ``in_use <= max_workers = threads``.
-* ``max_wait`` expiry is driven by ONE timer thread per pool, started on the
-  first waiting ticket with a finite deadline and waiting on its own
-  condition until `Scheduler.next_deadline`. A submit whose ticket waits
-  with an earlier deadline than the one armed re-arms it. A pool whose
+* `Pool.submit` hands the call to the scheduler under the one lock. A call
+  granted at once goes straight to an idle worker, or to ``ready`` for a
+  new thread (created lazily, up to ``max_workers``); a waiting one stays in the
+  scheduler; a shed one gets `Rejected` on its future.
+* A worker runs its call outside the lock and releases the seat under the
+  lock in a ``finally``: no exception, ``BaseException`` included, leaks a
+  seat. When the release grants one call, the releasing worker runs it
+  itself: under a backlog no thread is woken per call.
+* An idle worker parks on its own lock (`Worker.park`), pushed on the
+  ``_idle`` stack; a grant pops the most recently idle worker, puts the
+  call in its hand and releases its lock. This is what a `Condition` does
+  inside (a lock per waiter), without allocating a lock per wait, without
+  the woken thread taking the shared lock again to find its work, and with
+  no count of pending notifies to keep: popping a worker claims it. Seats
+  held never outnumber threads (``in_use <= max_workers``), so a grant
+  always finds a worker. ``ready`` holds a call for a thread being
+  started, which takes it once its ``initializer`` has run.
+* ``max_wait`` expiry is driven by ONE timer thread per pool, started with
+  the first waiting call that has a finite deadline, waiting on a
+  `Condition` of the lock until `Scheduler.next_deadline`; a submit with an
+  earlier deadline than the one armed wakes it to re-arm. A pool whose
   levels never time out (the default policy) has no timer thread.
   Rejected alternative: idle workers waiting with a timeout; under load no
   worker is idle, which is exactly when waiters must be shed on time.
 
 Futures are resolved outside the lock (their callbacks may submit again).
-A cancelled future withdraws its waiting ticket (`_Call.cancel`); a
-cancelled future whose ticket was already granted is skipped by the worker
-that pops it, which gives the seat back.
+A cancelled future withdraws its waiting call (`Call.cancel`); a cancelled
+call that was already granted is skipped by its worker, which gives the
+seat back.
 
 Closing (``shutdown``, interpreter exit, the executor being garbage
 collected) lets queued calls run, as the standard library does; workers
@@ -44,28 +48,23 @@ Workers hold the pool, never the executor, so an executor dropped without
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import math
-import os
 import threading
-import weakref
 from collections import deque
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures.thread import BrokenThreadPool
 from time import monotonic
-from typing import Any, Generic, TypeVar, final
+from typing import Any, final
 
-from ..core.levels import Level
 from ..core.scheduler import Scheduler
 from ..core.tickets import Ticket, TicketState
-from ..errors import Rejected
+from ._call import Call, Worker, reject
+from ._exit import interpreter_refusal, register, registry
 
-__all__: list[str] = []
-
-_T = TypeVar("_T")
+__all__ = ["Pool"]
 
 _WAITING = TicketState.WAITING
 _GRANTED = TicketState.GRANTED
@@ -73,25 +72,13 @@ _INF = math.inf
 
 _logger = logging.getLogger("prioritize.executor")
 
-#: ``(future, fn, args, kwargs)``: what a ticket carries in ``data``
-_Work = tuple["_Call[Any]", Callable[..., Any], tuple[Any, ...], Mapping[str, Any]]
 
-
-class _Call(Future[_T], Generic[_T]):
-    """The future of one call; cancelling it while queued withdraws its ticket."""
-
-    _pool: _Pool
-    _ticket: Ticket
-
-    def cancel(self) -> bool:
-        if not super().cancel():
-            return False
-        self._pool.withdraw(self._ticket)
-        return True
+def _lost_refusal() -> BaseException:
+    return RuntimeError("cannot schedule new futures after shutdown")
 
 
 @final
-class _Pool:
+class Pool:
     """Everything the worker threads share; the executor is a facade over it."""
 
     def __init__(
@@ -105,16 +92,15 @@ class _Pool:
         self.scheduler = scheduler
         self.max_workers = max_workers
         self.lock = threading.Lock()
-        self._work = threading.Condition(self.lock)
-        self._timer_wake = threading.Condition(self.lock)
-        #: granted tickets no worker has picked up yet
-        self.ready: deque[Ticket] = deque()
+        #: idle workers, the most recently idle last (it is handed the next call)
+        self._idle: list[Worker] = []
+        #: granted calls no worker was free to take (a worker lost to a bug of ours)
+        self.ready: deque[Call[Any]] = deque()
         self.threads: list[threading.Thread] = []
         self.timer: threading.Thread | None = None
+        self._timer_wake = threading.Condition(self.lock)
         #: the deadline the timer is armed for (inf: not armed)
         self.armed = _INF
-        self._idle = 0
-        self._wakeups = 0
         #: no new calls: shutdown, interpreter exit, a broken pool or a lost executor
         self.closing = False
         #: why submit refuses, once closing: an exception to raise
@@ -125,72 +111,74 @@ class _Pool:
 
     # -- submitting --------------------------------------------------------------
 
-    def submit(self, level: Level, flow: Hashable | None, work: tuple[Any, ...]) -> None:
-        """Queue or start a call; ``work[0]`` is its `_Call`, already returned to nobody."""
-        call: _Call[Any] = work[0]
-        ticket = Ticket(level, flow, work)
-        call._ticket = ticket
+    def submit(self, call: Call[Any]) -> None:
+        """Queue or start a new call (its ticket fields set, returned to nobody yet)."""
         call._pool = self
+        now = monotonic()
         with self.lock:
-            if self.closing or _registry.exiting:
+            if self.closing or registry.exiting:
                 raise self._refuse()
-            changed = self.scheduler.submit(ticket, monotonic())
+            changed = self.scheduler.submit(call, now)
             if not changed:  # waiting: the common case under load
-                if ticket.deadline < self.armed:
-                    self._arm(ticket.deadline)
+                if call.deadline < self.armed:
+                    self._arm(call.deadline)
                 return
-            if ticket.state is _GRANTED and len(changed) == 1:  # a seat was free
-                self.ready.append(ticket)
-                if self._idle > self._wakeups:
-                    self._wakeups += 1
-                    self._work.notify()
-                elif len(self.threads) < self.max_workers:
-                    self._spawn()
+            if call.state is _GRANTED and len(changed) == 1:  # a seat was free
+                idle = self._idle
+                if idle:
+                    worker = idle.pop()
+                    worker.call = call
+                    worker.park.release()
+                else:
+                    self._staff(call)
                 return
-            shed = self._route(changed, 0)
-            if ticket.state is _WAITING and ticket.deadline < self.armed:
-                self._arm(ticket.deadline)
-        _reject(shed)
+            shed = self._route(changed, None)
+            if call.state is _WAITING and call.deadline < self.armed:
+                self._arm(call.deadline)
+        reject(shed)
 
     def _refuse(self) -> BaseException:
-        return (self.refusal or _interpreter_refusal)()
+        return (self.refusal or interpreter_refusal)()
 
-    def _route(self, changed: list[Ticket], takers: int) -> list[Ticket]:
-        """Queue the granted tickets to run, staff them, return the shed ones (lock held).
+    def _staff(self, call: Call[Any]) -> None:
+        """Hand a granted call to an idle worker, or a new thread (lock held)."""
+        if self._idle:
+            worker = self._idle.pop()
+            worker.call = call
+            worker.park.release()
+        else:
+            # A new thread takes it from ``ready`` once initialised, unless a
+            # thread that frees up first does. With every thread started, a
+            # free seat means one has just released it and is on its way to
+            # ``ready``, which it reads before parking.
+            self.ready.append(call)
+            if len(self.threads) < self.max_workers:
+                register(self)
+                name = f"{self._prefix}_{len(self.threads)}"
+                thread = threading.Thread(name=name, target=self._run_worker)
+                thread.start()
+                self.threads.append(thread)
 
-        ``takers`` workers are already on their way to ``ready`` (the caller).
+    def _route(self, changed: list[Ticket], own: Worker | None) -> list[Call[Any]]:
+        """Staff the granted calls, return the shed ones (lock held).
+
+        With ``own``, the first granted call is that worker's next (``own.call``).
         """
-        shed: list[Ticket] = []
-        granted = 0
+        shed: list[Call[Any]] = []
         for ticket in changed:
-            if ticket.state is _GRANTED:
-                self.ready.append(ticket)
-                granted += 1
+            if ticket.state is not _GRANTED:
+                shed.append(ticket)  # type: ignore[arg-type]
+            elif own is not None and own.call is None:
+                own.call = ticket  # type: ignore[assignment]
             else:
-                shed.append(ticket)
-        for _ in range(granted - takers):
-            if self._idle > self._wakeups:
-                self._wakeups += 1
-                self._work.notify()
-            elif len(self.threads) < self.max_workers:
-                self._spawn()
-            else:
-                break
+                self._staff(ticket)  # type: ignore[arg-type]
         return shed
-
-    def _spawn(self) -> None:
-        _register(self)
-        thread = threading.Thread(
-            name=f"{self._prefix}_{len(self.threads)}", target=self._run_worker
-        )
-        thread.start()
-        self.threads.append(thread)
 
     def _arm(self, deadline: float) -> None:
         """Bring the one timer forward to ``deadline`` (lock held)."""
         self.armed = deadline
         if self.timer is None:
-            _register(self)
+            register(self)
             self.timer = threading.Thread(name=f"{self._prefix}_timer", target=self._run_timer)
             self.timer.start()
         else:
@@ -198,26 +186,27 @@ class _Pool:
 
     # -- cancelling and closing --------------------------------------------------
 
-    def withdraw(self, ticket: Ticket) -> None:
-        """Take a cancelled call's ticket out of the queue, if it still waits there.
+    def withdraw(self, call: Call[Any]) -> None:
+        """Take a cancelled call out of the queue, if it still waits there.
 
-        A ticket granted meanwhile is left to the worker that pops it: its
-        future is cancelled, so the worker gives the seat straight back.
+        A call granted meanwhile is left to its worker: its future is
+        cancelled, so the worker gives the seat straight back.
         """
-        if ticket.state is not _WAITING:
-            return  # a ticket never goes back to waiting: safe to read unlocked
-        shed: list[Ticket] = []
+        if call.state is not _WAITING:
+            return  # a call never goes back to waiting: safe to read unlocked
+        shed: list[Call[Any]] = []
         with self.lock:
-            if ticket.state is _WAITING:
-                self.scheduler.cancel(ticket, monotonic())
-                ticket.data = None
-                if self.closing:
-                    shed = self._settle_closing()
-        _reject(shed)
+            if call.state is not _WAITING:
+                return
+            self.scheduler.cancel(call, monotonic())
+            if self.closing:
+                shed = self._settle_closing()
+        call.data = None  # outside the lock: dropping arguments may run any __del__
+        reject(shed)
 
     def close(self, refusal: Callable[[], BaseException], cancel_futures: bool) -> None:
         """Refuse new calls; with ``cancel_futures``, cancel every call not yet started."""
-        cancelled: list[_Call[Any]] = []
+        cancelled: list[Call[Any]] = []
         with self.lock:
             if not self.closing:
                 self.closing = True
@@ -226,33 +215,50 @@ class _Pool:
                 cancelled = self._take_unstarted()
             shed = self._settle_closing()
         for call in cancelled:
+            call.data = None
             Future.cancel(call)  # its ticket is already out of the scheduler
-        _reject(shed)
+        reject(shed)
 
-    def _take_unstarted(self) -> list[_Call[Any]]:
-        """Withdraw every waiting ticket and every granted one not yet picked up (lock held)."""
+    def abandon(self) -> None:
+        """The executor was garbage collected without shutdown: close as ``shutdown(False)``.
+
+        The collector may run this in one of our own threads while it holds
+        the lock, so the closing is done by a short-lived thread of its own.
+        """
+        refusal = _lost_refusal
+        # RuntimeError: the interpreter is exiting, and its exit hook closes every pool
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=self.close, args=(refusal, False), daemon=True).start()
+
+    def _take_unstarted(self) -> list[Call[Any]]:
+        """Withdraw every waiting call and every granted one no thread took (lock held).
+
+        A call handed to a parked worker is not among them: it is as good as
+        started, like an item the standard library's worker has dequeued.
+        """
         s, now = self.scheduler, monotonic()
-        taken: list[_Call[Any]] = []
+        taken: list[Call[Any]] = []
         for level in s.levels:
             for ticket in s.waiting_tickets(level):
                 s.cancel(ticket, now)
-                taken.append(_call_of(ticket))
+                taken.append(ticket)  # type: ignore[arg-type]
         while self.ready:  # waiters are gone, so these releases grant nothing
-            ticket = self.ready.popleft()
-            s.release(ticket, now)
-            taken.append(_call_of(ticket))
+            call = self.ready.popleft()
+            s.release(call, now)
+            taken.append(call)
         return taken
 
-    def _settle_closing(self) -> list[Ticket]:
+    def _settle_closing(self) -> list[Call[Any]]:
         """Shed waiters nothing can ever grant; wake threads once nothing waits (lock held)."""
         s = self.scheduler
-        shed: list[Ticket] = []
+        shed: list[Call[Any]] = []
         if s.waiting and not s.in_use:
             # Every seat is free and they still wait: only reservations for
             # calls that will never come keep them out.
-            shed = s.close(monotonic())
+            shed = s.close(monotonic())  # type: ignore[assignment]
         if not s.waiting:
-            self._work.notify_all()
+            while self._idle:  # woken with no call: they exit
+                self._idle.pop().park.release()
             self._timer_wake.notify_all()
         return shed
 
@@ -269,13 +275,14 @@ class _Pool:
                 joined.add(thread)
 
     def _break(self, message: str) -> None:
-        """An initializer failed: fail every queued call and refuse new ones."""
+        """An initializer failed: fail every call not started, refuse new ones."""
         with self.lock:
             self.closing = True
             self.refusal = lambda: BrokenThreadPool(message)
             failed = self._take_unstarted()
             self._settle_closing()
         for call in failed:
+            call.data = None
             with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
                 call.set_exception(BrokenThreadPool(message))
 
@@ -291,49 +298,90 @@ class _Pool:
                 return
         try:
             self._serve()
-        except BaseException:  # a bug of ours; the seats the thread held are released
+        except BaseException:  # a bug of ours
             _logger.critical("Exception in worker", exc_info=True)
 
     def _serve(self) -> None:
-        lock, ready, s, wait = self.lock, self.ready, self.scheduler, self._work.wait
+        """Run granted calls until the pool closes and nothing waits.
+
+        The hot loop of the executor. A call's own release usually grants the
+        next queued call, which this thread then runs itself: under a backlog
+        no thread is woken per call.
+        """
+        me = Worker()
+        lock, release = self.lock, self.scheduler.release
+        call: Call[Any] | None = None
+        fn: Callable[..., Any]
+        args: tuple[Any, ...]
+        kwargs: dict[str, Any]
+        while True:
+            if call is None:
+                call = self._next_call(me)
+                if call is None:
+                    return
+            # the call is this thread's alone: read unlocked
+            fn, args, kwargs = call.data  # type: ignore[misc]
+            call.data = None  # the future keeps no argument alive
+            try:  # as the standard library's _WorkItem.run
+                if call.set_running_or_notify_cancel():
+                    try:
+                        result = fn(*args, **kwargs)
+                    except BaseException as exc:
+                        call.set_exception(exc)
+                    else:
+                        call.set_result(result)
+                        del result
+            except BaseException:
+                # Only a done callback raising a BaseException gets here (Future
+                # logs Exceptions). The thread keeps serving; the seat is released.
+                _logger.critical("BaseException in a done callback of %r", call, exc_info=True)
+            finally:
+                del fn, args, kwargs
+                now = monotonic()
+                lock.acquire()
+                changed = release(call, now)
+                call = None  # an idle thread keeps no call alive
+                if (
+                    changed
+                    and len(changed) == 1
+                    and changed[0].state is _GRANTED
+                    and not self.closing
+                ):
+                    call = changed[0]  # type: ignore[assignment]  # this thread's next
+                    lock.release()
+                else:
+                    call = self._after_release(changed, me)
+
+    def _next_call(self, me: Worker) -> Call[Any] | None:
+        """Park until handed a call; None when the thread should exit (lock not held)."""
+        lock = self.lock
+        call: Call[Any] | None
         lock.acquire()
-        try:
-            while True:
-                if not ready:
-                    if self.closing and not s.waiting:
-                        return
-                    self._idle += 1
-                    wait()
-                    self._idle -= 1
-                    if self._wakeups:
-                        self._wakeups -= 1
-                    continue
-                ticket = ready.popleft()
-                work: _Work = ticket.data  # type: ignore[assignment]
-                ticket.data = None
+        while True:
+            if self.ready:
+                call = self.ready.popleft()
                 lock.release()
-                try:
-                    _run(*work)
-                finally:
-                    del work
-                    lock.acquire()
-                    changed = s.release(ticket, monotonic())
-                    if changed:
-                        shed = self._route(changed, 1)
-                        if self.closing:
-                            shed += self._settle_closing()
-                        if shed:
-                            lock.release()
-                            _reject(shed)
-                            lock.acquire()
-                    elif self.closing:
-                        shed = self._settle_closing()
-                        if shed:
-                            lock.release()
-                            _reject(shed)
-                            lock.acquire()
-        finally:
+                return call
+            if self.closing and not self.scheduler.waiting:
+                lock.release()
+                return None
+            self._idle.append(me)
             lock.release()
+            me.park.acquire()
+            call, me.call = me.call, None
+            if call is not None:
+                return call
+            lock.acquire()  # woken with nothing: see whether to exit
+
+    def _after_release(self, changed: list[Ticket], me: Worker) -> Call[Any] | None:
+        """Everything a release changed but one plain grant; returns the lock, and the next call."""
+        shed = self._route(changed, me) if changed else []
+        if self.closing:
+            shed += self._settle_closing()
+        call, me.call = me.call, None
+        self.lock.release()
+        reject(shed)
+        return call
 
     def _run_timer(self) -> None:
         s, wake = self.scheduler, self._timer_wake
@@ -345,94 +393,12 @@ class _Pool:
                     self.armed = _INF if deadline is None else deadline
                     wake.wait(None if deadline is None else deadline - now)
                     continue
-                shed = s.expire(now)
+                shed: list[Call[Any]] = s.expire(now)  # type: ignore[assignment]
                 if self.closing:
                     shed += self._settle_closing()
                 self.lock.release()
                 try:
-                    _reject(shed)
+                    reject(shed)
                 finally:
                     self.lock.acquire()
             self.armed = _INF
-
-
-def _run(call: _Call[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any) -> None:
-    """Run one call into its future, as the standard library's worker does."""
-    try:
-        if not call.set_running_or_notify_cancel():
-            return
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            call.set_exception(exc)
-            del exc  # break the cycle through the traceback
-        else:
-            call.set_result(result)
-    except BaseException:
-        # Only a done callback raising a BaseException gets here (Future logs
-        # the Exceptions). The thread keeps serving; the seat is released.
-        _logger.critical("BaseException in a done callback of %r", call, exc_info=True)
-
-
-def _reject(shed: list[Ticket]) -> None:
-    """Fail the futures of shed tickets with `Rejected` (outside the lock)."""
-    for ticket in shed:
-        call = _call_of(ticket)
-        with contextlib.suppress(InvalidStateError):  # cancelled between the shed and now
-            call.set_exception(Rejected.from_ticket(ticket))
-
-
-def _call_of(ticket: Ticket) -> _Call[Any]:
-    """The future a finished ticket carried, dropping the ticket's hold on the call."""
-    work: _Work = ticket.data  # type: ignore[assignment]
-    ticket.data = None  # the call's future holds the ticket: no cycle left
-    return work[0]
-
-
-# -- interpreter exit -------------------------------------------------------------
-# As concurrent.futures.thread: just before the interpreter joins non-daemon
-# threads, every pool closes (queued calls still run) and is joined.
-
-
-@final
-class _Registry:
-    """The pools that have started a thread, for the interpreter-exit hook."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pools: weakref.WeakSet[_Pool] = weakref.WeakSet()
-        self.exiting = False
-
-
-_registry = _Registry()
-
-
-def _register(pool: _Pool) -> None:
-    with _registry.lock:
-        _registry.pools.add(pool)
-
-
-def _interpreter_refusal() -> BaseException:
-    return RuntimeError("cannot schedule new futures after interpreter shutdown")
-
-
-def _python_exit() -> None:
-    with _registry.lock:
-        _registry.exiting = True
-        pools = list(_registry.pools)
-    for pool in pools:
-        pool.close(_interpreter_refusal, cancel_futures=False)
-    for pool in pools:
-        pool.join()
-
-
-def _reinit_after_fork() -> None:
-    _registry.lock = threading.Lock()
-
-
-_register_atexit: Callable[[Callable[[], None]], object] | None = getattr(
-    threading, "_register_atexit", None
-)
-(_register_atexit or atexit.register)(_python_exit)  # atexit: joins later than the stdlib does
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)
