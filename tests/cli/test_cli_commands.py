@@ -206,3 +206,11 @@ def test_check_warns_about_a_level_that_can_never_hold_a_seat(tmp_path: Path) ->
     result = CliRunner().invoke(main, ["check", str(policy)])
     assert result.exit_code == 0
     assert "warning: gates.api.levels.normal: can never hold a seat" in result.output
+
+
+def test_check_shows_an_adaptive_capacity(tmp_path: Path) -> None:
+    policy = tmp_path / "prioritize.toml"
+    policy.write_text('[gates.api]\ncapacity = { adaptive = "aimd", min = 2, max = 50 }\n')
+    result = CliRunner().invoke(main, ["check", str(policy)])
+    assert result.exit_code == 0, result.output
+    assert "adaptive capacity: aimd, 2 to 50 seats, starting at 20" in result.output

@@ -455,3 +455,21 @@ def test_trust_problems_are_all_reported_even_with_a_wrong_type() -> None:
         "trust.priority_header",
         "trust.trusted_networks[0]",
     ]
+
+
+def test_a_gate_capacity_may_be_adaptive() -> None:
+    policy = parse_policy(
+        {"gates": {"api": {"capacity": {"adaptive": "gradient", "min": 4, "max": 200}}}}
+    )
+    spec = policy.adaptive["api"]
+    assert (spec.kind.value, spec.min, spec.max) == ("gradient", 4, 200)
+    assert policy.gate("api").capacity == spec.initial == 20
+
+
+def test_a_bad_adaptive_capacity_is_reported_with_its_key_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy({"gates": {"api": {"capacity": {"adaptive": "gradiant"}}}})
+    assert [str(p) for p in info.value.problems] == [
+        "gates.api.capacity.adaptive: 'gradiant' is not one of 'aimd', 'gradient'; "
+        "did you mean 'gradient'?"
+    ]

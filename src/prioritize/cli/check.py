@@ -96,6 +96,14 @@ def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None
     console.print(f"levels, most important first: {', '.join(policy.levels.names)}")
     for gate in policy.gates.values():
         console.print(gate_table(gate))
+        spec = policy.adaptive.get(gate.name)
+        if spec is not None:
+            console.print(
+                f"adaptive capacity: {spec.kind.value}, {spec.min} to {spec.max} "
+                f"seats, starting at {spec.initial} (the table shows the start)",
+                markup=False,
+                highlight=False,
+            )
         for warning in gate.warnings():
             console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     console.print(rules_table(policy.rules, policy.default_level))

@@ -13,7 +13,6 @@ usual ones (docs/adaptive.md); otherwise the output is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -24,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 
 from ..adaptive.spec import AdaptiveSpec
-from ..core.config import Policy
 from ..core.policy import GatePolicy
 from ..errors import ConfigError
 from ..simulate import LoadSpec, Report, merge_overrides
@@ -57,18 +55,6 @@ def _number(text: str) -> object:
         except ValueError:
             pass
     return text
-
-
-def _policy_adaptive(policy: Policy, gate: str) -> AdaptiveSpec | None:
-    """The gate's adaptive capacity as the policy file gave it, if it did.
-
-    Read defensively: ``Policy.adaptive`` (gate name to `AdaptiveSpec`) is
-    filled in by the policy parser once it accepts ``capacity = {adaptive =
-    ...}``; until then only ``[simulate] capacity`` can make a run adaptive.
-    """
-    specs = getattr(policy, "adaptive", None)
-    spec = specs.get(gate) if isinstance(specs, Mapping) else None
-    return spec if isinstance(spec, AdaptiveSpec) else None
 
 
 def _run(
@@ -160,7 +146,7 @@ def simulate(
     spec = check_load(policy, table)
     show_progress = not quiet and Console(stderr=True).is_terminal
     try:
-        adaptive = _policy_adaptive(policy, spec.gate)
+        adaptive = policy.adaptive.get(spec.gate)
         report = _run(policy.gate(spec.gate), spec, show_progress, adaptive)
     except ConfigError as error:  # [simulate] capacity leaves too few seats for the mins
         fail(error, policy.source)

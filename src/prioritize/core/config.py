@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeGuard, TypeVar, final
 
+from ..adaptive.spec import AdaptiveSpec, parse_adaptive
 from ..errors import ConfigError, Problem, did_you_mean, show, unknown_key
 from .classify import (
     Classifier,
@@ -49,8 +50,10 @@ class Policy:
     Gates are keyed by name and share the policy's level set (a `GatePolicy`
     given with another name or level set is rebuilt with these). ``simulate``
     is the raw ``[simulate]`` table, passed through for the simulator to check.
-    ``source`` says where the policy came from, for messages. Construction
-    raises one `ConfigError` listing every problem.
+    ``source`` says where the policy came from, for messages. ``adaptive``
+    holds the limit controller of each gate whose capacity is adaptive (the
+    gate's own capacity is then the controller's ``initial`` limit).
+    Construction raises one `ConfigError` listing every problem.
     """
 
     levels: LevelSet = DEFAULT_LEVELS
@@ -60,6 +63,7 @@ class Policy:
     trust: TrustPolicy = field(default_factory=TrustPolicy)
     simulate: Mapping[str, object] = field(default_factory=dict, hash=False)
     source: str = "<code>"
+    adaptive: Mapping[str, AdaptiveSpec] = field(default_factory=dict, hash=False)
     _classifier: Classifier = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +75,11 @@ class Policy:
                 gates[name] = gate if same else replace(gate, name=name, level_set=self.levels)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+        for name, spec in self.adaptive.items():
+            if name not in gates:
+                problems.append(Problem(_join("gates", name), "an adaptive capacity for no gate"))
+            elif gates[name].capacity != spec.initial:
+                gates[name] = spec.gate(gates[name])
         try:
             classifier = Classifier(self.rules, self.default_level, self.levels)
         except ConfigError as exc:
@@ -80,6 +89,7 @@ class Policy:
         object.__setattr__(self, "gates", MappingProxyType(gates))
         object.__setattr__(self, "rules", tuple(self.rules))
         object.__setattr__(self, "simulate", MappingProxyType(dict(self.simulate)))
+        object.__setattr__(self, "adaptive", MappingProxyType(dict(self.adaptive)))
         object.__setattr__(self, "_classifier", classifier)
 
     def gate(self, name: str) -> GatePolicy:
@@ -140,17 +150,18 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
         raise ConfigError(report.problems)
     levels = _parse_levels(top.get("levels"), report)
     default = _parse_default(top.get("default_level"), levels, report)
+    adaptive: dict[str, AdaptiveSpec] = {}
     gates = {
         name: gate
         for name, raw in (report.table(top.get("gates", {}), "gates", None) or {}).items()
-        if (gate := _parse_gate(name, raw, levels, report)) is not None
+        if (gate := _parse_gate(name, raw, levels, report, adaptive)) is not None
     }
     rules = _parse_rules(top.get("rules"), levels, report)
     trust = _parse_trust(top.get("trust"), report)
     simulate = report.table(top.get("simulate", {}), "simulate", None)
     if report.problems or levels is None or default is None or trust is None or simulate is None:
         raise ConfigError(report.problems)
-    return Policy(levels, default, gates, tuple(rules), trust, simulate, source)
+    return Policy(levels, default, gates, tuple(rules), trust, simulate, source, adaptive)
 
 
 _TOP_KEYS = ("default_level", "gates", "levels", "rules", "simulate", "trust")
@@ -191,7 +202,11 @@ def _parse_default(raw: object, levels: LevelSet | None, report: _Report) -> Lev
 
 
 def _parse_gate(
-    name: str, raw: object, levels: LevelSet | None, report: _Report
+    name: str,
+    raw: object,
+    levels: LevelSet | None,
+    report: _Report,
+    adaptive: dict[str, AdaptiveSpec],
 ) -> GatePolicy | None:
     path = _join("gates", name)
     table = report.table(raw, path, _GATE_KEYS)
@@ -199,7 +214,16 @@ def _parse_gate(
         return None
     if "capacity" not in table:
         report.add(f"{path}.capacity", "missing; every gate needs a capacity: a whole number ≥ 1")
-    capacity = report.get(table, "capacity", path, "a whole number ≥ 1", _is_seats)
+    capacity: int | None
+    if isinstance(table.get("capacity"), Mapping):  # capacity = { adaptive = "gradient", ... }
+        try:
+            spec = adaptive[name] = parse_adaptive(table["capacity"], f"{path}.capacity")
+            capacity = spec.initial
+        except ConfigError as exc:
+            report.problems.extend(exc.problems)
+            capacity = None
+    else:
+        capacity = report.get(table, "capacity", path, "a whole number ≥ 1", _is_seats)
     order = report.get(table, "order", path, "one of 'strict', 'weighted'", _is_order)
     queue = report.get(table, "queue", path, _COUNT, _is_count)
     knobs = _parse_gate_levels(table.get("levels"), f"{path}.levels", levels, report)
