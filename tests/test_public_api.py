@@ -9,12 +9,12 @@ import prioritize
 import prioritize.core
 
 PUBLIC = [
-    "DEFAULT_LEVELS", "Classification", "Classifier", "ConfigError", "Gate", "GatePolicy",
-    "GateStats",
-    "Level", "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy",
-    "PrioritizeError", "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler", "Slot", "Ticket",
-    "TicketState", "TicketStateError", "TrustPolicy", "UnknownLevelError", "load_policy",
-    "parse_policy", "policy_from_toml",
+    "AIMD", "DEFAULT_LEVELS", "AdaptiveCapacity", "AdaptiveSpec", "Classification",
+    "Classifier", "ConfigError", "Gate", "GatePolicy", "GateStats", "Gradient", "Level",
+    "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy", "PrioritizeError",
+    "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler", "Slot", "Ticket", "TicketState",
+    "TicketStateError", "TrustPolicy", "UnknownLevelError", "load_policy", "parse_policy",
+    "policy_from_toml",
 ]  # fmt: skip
 
 

@@ -8,6 +8,10 @@ threads, HTTP, job queues and pools.
 
 from __future__ import annotations
 
+from .adaptive import AIMD as AIMD
+from .adaptive import AdaptiveCapacity as AdaptiveCapacity
+from .adaptive import AdaptiveSpec as AdaptiveSpec
+from .adaptive import Gradient as Gradient
 from .aio import Gate as Gate
 from .aio import Slot as Slot
 from .config import load_policy as load_policy
@@ -41,13 +45,17 @@ from .errors import UnknownLevelError as UnknownLevelError
 __version__ = "0.1.0"
 
 __all__ = [
+    "AIMD",
     "DEFAULT_LEVELS",
+    "AdaptiveCapacity",
+    "AdaptiveSpec",
     "Classification",
     "Classifier",
     "ConfigError",
     "Gate",
     "GatePolicy",
     "GateStats",
+    "Gradient",
     "Level",
     "LevelPolicy",
     "LevelSet",
