@@ -40,3 +40,16 @@ def test_readme_shows_lines_of_the_real_demo_output() -> None:
     real = demo_output()
     assert len(shown) >= 10
     assert all(line in real for line in shown), [line for line in shown if line not in real]
+
+
+def test_simulate_docs_show_the_real_errors_of_their_broken_file(tmp_path: Path) -> None:
+    block = console_block(ROOT / "docs/simulate.md", "cat broken.toml")
+    command = block.index("$ prioritize simulate broken.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("\n".join(block[:command]) + "\n")
+    result = CliRunner().invoke(main, ["simulate", str(broken)])
+    assert result.exit_code == 1
+    real = [
+        line.rstrip() for line in result.output.replace(str(broken), "broken.toml").splitlines()
+    ]
+    assert block[command + 1 :] == real
