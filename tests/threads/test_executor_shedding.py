@@ -226,7 +226,7 @@ def test_a_base_exception_from_a_done_callback_does_not_leak_the_seat(
     assert "BaseException in a done callback" in caplog.text
 
 
-def test_an_unknown_level_is_refused_at_submit() -> None:
+def test_an_unknown_level_or_unhashable_flow_is_refused_at_submit() -> None:
     with PriorityThreadPoolExecutor(1) as executor:
         with pytest.raises(UnknownLevelError, match="unknown level 'urgent'"):
             executor.submit(pow, 2, 2, priority="urgent")
@@ -234,6 +234,9 @@ def test_an_unknown_level_is_refused_at_submit() -> None:
             executor.submit(pow, 2, 2, priority=[1])  # type: ignore[arg-type]
         with pytest.raises(UnknownLevelError):
             executor.map(pow, [2], [2], priority="urgent")
+        with pytest.raises(TypeError, match="flow must be hashable"):
+            executor.submit(pow, 2, 2, flow=["tenant"])
+        assert executor.stats().levels[0].submitted == 0
 
 
 def test_built_from_a_policy_file_gate_with_max_workers_its_capacity() -> None:

@@ -32,7 +32,7 @@ def _shutdown_refusal() -> BaseException:
     return RuntimeError("cannot schedule new futures after shutdown")
 
 
-def default_policy(max_workers: int) -> GatePolicy:
+def _default_policy(max_workers: int) -> GatePolicy:
     """The policy of an executor given none: strict order, no bound, no timeout.
 
     Like `ThreadPoolExecutor`, it queues every call and never drops one; the
@@ -97,7 +97,7 @@ class PriorityThreadPoolExecutor(Executor):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         if policy is None:
-            policy = default_policy(max_workers)
+            policy = _default_policy(max_workers)
         elif policy.capacity != max_workers:
             policy = dataclasses.replace(policy, capacity=max_workers)
         scheduler = Scheduler(policy)
@@ -159,6 +159,8 @@ class PriorityThreadPoolExecutor(Executor):
             level = self._by_level[priority]
         except (KeyError, TypeError):
             level = self._levels.resolve(priority)
+        if flow is not None and not isinstance(flow, Hashable):
+            raise TypeError(f"flow must be hashable (a tenant, a user id), not {flow!r}")
         call: Call[_T] = Call()
         _ticket_init(call, level, flow, (fn, args, kwargs))
         self._pool.submit(call)
