@@ -30,7 +30,13 @@ from prioritize import ConfigError, Policy, policy_from_toml
 from prioritize.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ("README.md", "docs/concepts.md", "docs/policy-file.md", "docs/asyncio.md")
+DOCS = (
+    "README.md",
+    "docs/concepts.md",
+    "docs/policy-file.md",
+    "docs/asyncio.md",
+    "docs/threads.md",
+)
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 

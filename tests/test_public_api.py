@@ -12,9 +12,9 @@ PUBLIC = [
     "AIMD", "DEFAULT_LEVELS", "AdaptiveCapacity", "AdaptiveSpec", "Classification",
     "Classifier", "ConfigError", "Gate", "GatePolicy", "GateStats", "Gradient", "Level",
     "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy", "PrioritizeError",
-    "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler", "Slot", "Ticket", "TicketState",
-    "TicketStateError", "TrustPolicy", "UnknownLevelError", "load_policy", "parse_policy",
-    "policy_from_toml",
+    "PriorityThreadPoolExecutor", "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler",
+    "Slot", "Ticket", "TicketState", "TicketStateError", "TrustPolicy", "UnknownLevelError",
+    "load_policy", "parse_policy", "policy_from_toml",
 ]  # fmt: skip
 
 

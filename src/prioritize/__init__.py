@@ -41,6 +41,7 @@ from .errors import PrioritizeError as PrioritizeError
 from .errors import Rejected as Rejected
 from .errors import TicketStateError as TicketStateError
 from .errors import UnknownLevelError as UnknownLevelError
+from .executor import PriorityThreadPoolExecutor as PriorityThreadPoolExecutor
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ __all__ = [
     "Percent",
     "Policy",
     "PrioritizeError",
+    "PriorityThreadPoolExecutor",
     "Reason",
     "Rejected",
     "RequestInfo",
