@@ -1,0 +1,398 @@
+"""The sans-I/O state both priority queues share: which item a consumer gets, and when.
+
+Theory of operation
+-------------------
+Items are tickets of a core `Scheduler` (``ticket.data`` is the item), so
+the order, the bounds, eviction and ``max_wait`` are the scheduler's rules,
+decided in one place. The scheduler hands out *seats*; the question is what
+a seat stands for in a queue. Here a seat is **a consumer ready to take an
+item**, and a grant is an item handed to such a consumer. Two layouts
+follow, one per way of consuming:
+
+* **take layout** (``get()``): one seat. While nobody waits in ``get()`` the
+  seat is held (by a *plug* ticket, or by the ticket of the item taken last),
+  so every put waits in the scheduler in policy order. ``get`` releases the
+  holder and the scheduler grants the next item by its rules in its place.
+  When consumers wait and nothing is queued, the seat is free, so a put is
+  granted at once and goes to a waiting consumer: no item is ever granted
+  to nobody (no prefetch). ``min`` is left out of this layout and ``max``
+  keeps only its zero: both limit seats held *while work is in progress*,
+  which ``get()`` cannot see (``task_done`` is optional, as in asyncio).
+* **serve layout** (``serve(handler, concurrency=N)``): N seats, one per
+  worker, with the policy's every knob resolved for N. A worker waiting for
+  work is a free seat; a grant is an item handed to it; the seat is released
+  when the handler returns, so ``min`` and ``max`` are limits on work in
+  progress across the workers. Seats of workers not yet waiting are held by
+  plugs of a private level ranked above every real one (it never queues).
+
+Switching layouts (``serve`` starting or stopping) files the waiting items
+into a fresh scheduler, oldest first, each submitted at its own original
+time so its ``max_wait`` deadline is kept: O(n) once per switch.
+
+Invariant of the take layout, between calls: the seat is free exactly when
+more consumers wait (``getters``) than items are ready for them (``ready``,
+granted to woken consumers but not yet picked up). So a free seat implies an
+empty queue, and a grant always has a consumer.
+
+Rejected alternatives: a seat per waiting consumer by resizing (O(levels)
+per get, and it re-resolves percentages, which means nothing for a queue);
+seats = items between get() and task_done() (a consumer that never calls
+task_done, legal with asyncio.Queue, would stall the queue); a capacity-1
+scheduler for serve() too (``max`` could not act across N workers).
+
+Everything here is synchronous and clock-free: the adapters (`aio`,
+`threads`) pass ``now``, serialise calls, wake consumers for ``wake``
+grants and deliver the tickets collected in ``shed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Hashable
+from typing import final
+
+from ..core.levels import Level, LevelSet
+from ..core.policy import GatePolicy, LevelPolicy
+from ..core.scheduler import Scheduler
+from ..core.tickets import Ticket, TicketState
+from ..errors import PrioritizeError
+
+__all__ = ["QueueClosed", "QueueState"]
+
+_WAITING = TicketState.WAITING
+_GRANTED = TicketState.GRANTED
+
+#: ``data`` of the tickets that hold seats for absent consumers
+_PLUG = object()
+
+
+class QueueClosed(PrioritizeError):
+    """The queue was closed and has nothing left to get."""
+
+
+@final
+class QueueState:
+    """Items, seats and counters of one priority queue, with time as an argument.
+
+    Not thread-safe: each adapter serialises calls (the event loop, a lock).
+    """
+
+    __slots__ = (
+        "_plug_level",
+        "_plugs",
+        "by_name",
+        "closed",
+        "getters",
+        "holder",
+        "policy",
+        "ready",
+        "scheduler",
+        "serving",
+        "shed",
+        "unfinished",
+        "wake",
+    )
+
+    def __init__(self, policy: GatePolicy) -> None:
+        if not isinstance(policy, GatePolicy):
+            raise TypeError(
+                f"a priority queue takes a GatePolicy, not {type(policy).__name__}; "
+                "from a policy file use Policy.gate(name)"
+            )
+        self.policy = policy
+        self.scheduler = Scheduler(_take_policy(policy))
+        self.by_name: dict[str, Level] = {}
+        self._plug_level: Level | None = None
+        self._use_levels()
+        #: the ticket holding the take layout's seat, None when the seat is free
+        self.holder: Ticket | None = None
+        #: serve layout: seats held for workers that are not waiting yet
+        self._plugs: list[Ticket] = []
+        #: granted tickets whose consumer has been woken but has not picked them up
+        self.ready: deque[Ticket] = deque()
+        #: consumers waiting for an item (take layout: blocked in get())
+        self.getters = 0
+        #: outbox: tickets shed since the adapter last looked (``data`` is the item)
+        self.shed: list[Ticket] = []
+        #: outbox: grants added to ``ready``; the adapter wakes that many consumers
+        self.wake = 0
+        #: items put and not yet marked done (task_done) or shed, as for join()
+        self.unfinished = 0
+        self.serving = False
+        self.closed = False
+
+    # -- queries ----------------------------------------------------------------
+
+    def qsize(self, level: Level | str | int | None = None) -> int:
+        if level is None:
+            return self.scheduler.waiting + len(self.ready)
+        resolved = self.level(level)
+        return self.scheduler.waiting_at(resolved) + sum(
+            1 for t in self.ready if t.level is resolved
+        )
+
+    def level(self, level: Level | str | int) -> Level:
+        """The current layout's level for a name, rank or `Level` of the policy's set."""
+        if type(level) is str:
+            found = self.by_name.get(level)
+            if found is not None:
+                return found
+        return self.by_name[self.policy.level_set.resolve(level).name]
+
+    # -- the take layout --------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Hold the seat: call once, with the adapter's first reading of its clock."""
+        self._balance(now)
+
+    def put(
+        self, item: object, level: Level | str | int, flow: Hashable | None, now: float
+    ) -> Ticket:
+        """File an item; returns its ticket (SHED when refused: it is then in ``shed``).
+
+        The adapters inline the common case (the ticket waits, nothing is
+        evicted) and call `filed` for the rest; this does both in one call.
+        """
+        lvl = self.by_name.get(level) if type(level) is str else None
+        ticket = Ticket(lvl or self.level(level), flow, item)
+        self.filed(ticket, self.scheduler.submit(ticket, now), now)
+        return ticket
+
+    def filed(self, ticket: Ticket, changed: list[Ticket], now: float) -> None:
+        """Account for ``scheduler.submit(ticket)`` and the tickets it changed."""
+        state = ticket.state
+        if state is _WAITING:
+            self.unfinished += 1
+            self._shed_waiters(changed)  # a waiter evicted to make room, if any
+        elif state is _GRANTED:  # a seat was free: a consumer is waiting for it
+            self.unfinished += 1
+            self.ready.append(ticket)
+            self.wake += 1
+            if not self.serving:
+                self.holder = ticket
+                self._balance(now)
+        else:
+            self.shed.append(ticket)  # refused: never counted as unfinished
+
+    def take(self, now: float, *, waiting: bool = False) -> Ticket | None:
+        """The next item for a consumer, or None when there is none (take layout).
+
+        ``waiting``: the consumer is one of ``getters``, woken; if it gets an
+        item it stops waiting (one step, so the seat is not freed and retaken).
+        """
+        ready = self.ready
+        if ready:
+            ticket = ready.popleft()
+            if waiting:
+                self.getters -= 1
+                self._balance(now)
+            elif self.getters > len(ready):
+                self._balance(now)
+            return ticket
+        scheduler = self.scheduler
+        if not scheduler.waiting or self.holder is None:
+            return None
+        return self.taken(scheduler.release(self.holder, now), now)
+
+    def taken(self, changed: list[Ticket], now: float) -> Ticket | None:
+        """Account for ``scheduler.release(holder)`` by `take`: its grant is the item.
+
+        The adapters inline the common case (exactly one grant).
+        """
+        if len(changed) == 1 and changed[0].state is _GRANTED:
+            self.holder = ticket = changed[0]
+            return ticket
+        # the expiry timer is late: the scheduler shed some before granting one
+        self.holder = None
+        granted: Ticket | None = None
+        for t in changed:
+            if t.state is _GRANTED:
+                self.holder = granted = t
+            else:
+                self._shed_waiter(t)
+        if granted is None:
+            self._balance(now)
+        return granted
+
+    def register(self, now: float) -> None:
+        """A consumer starts waiting (it found nothing to take)."""
+        self.getters += 1
+        if not self.serving:
+            self._balance(now)
+
+    def unregister(self, now: float) -> None:
+        """A waiting consumer leaves: it took an item, timed out or was cancelled."""
+        self.getters -= 1
+        if not self.serving:
+            self._balance(now)
+
+    def _balance(self, now: float) -> None:
+        """Free the seat exactly when more consumers wait than items are ready for them."""
+        scheduler = self.scheduler
+        while self.getters > len(self.ready) and self.holder is not None:
+            changed = scheduler.release(self.holder, now)
+            self.holder = None
+            for t in changed:  # a grant only if items were queued: give it to a waiter
+                if t.state is _GRANTED:
+                    self.holder = t
+                    self.ready.append(t)
+                    self.wake += 1
+                else:
+                    self._shed_waiter(t)
+        if self.holder is None and self.getters <= len(self.ready) and self._plug_level:
+            plug = Ticket(self._plug_level, None, _PLUG)
+            scheduler.submit(plug, now)
+            # The seat was free, so nothing was queued: the plug has it, unless the
+            # scheduler is closed (nothing is queued again then). With every level's
+            # max at 0 there is no plug level, and every put is refused anyway.
+            if plug.state is _GRANTED:
+                self.holder = plug
+
+    # -- the serve layout -------------------------------------------------------
+
+    def start_serving(self, concurrency: int, now: float) -> None:
+        """Switch to N seats, one per worker, each held by a plug until its worker waits."""
+        if self.getters:
+            raise RuntimeError(
+                f"cannot serve a queue while {self.getters} get() call(s) wait on it; "
+                "consume a queue with get() or with serve(), not both at once"
+            )
+        policy = _serve_policy(self.policy)
+        items = self._collect(now)
+        scheduler = Scheduler(policy)
+        start = min((t.submitted_at for t in items), default=now)
+        if concurrency != scheduler.capacity:
+            scheduler.resize(concurrency, start)
+        plug_level = scheduler.levels[0]
+        self.scheduler = scheduler
+        self.holder = None
+        self._plugs = [Ticket(plug_level, None, _PLUG) for _ in range(concurrency)]
+        for plug in self._plugs:
+            scheduler.submit(plug, start)
+        self.serving = True
+        self._use_levels()
+        self._refile(items, now)
+
+    def claim(self, now: float) -> Ticket | None:
+        """A worker asks for work: a ready item, or its own seat unplugged (serve layout)."""
+        if self.ready:
+            return self.ready.popleft()
+        if self._plugs:
+            return self._granted(self.scheduler.release(self._plugs.pop(), now))
+        return None
+
+    def finish(self, ticket: Ticket, now: float) -> Ticket | None:
+        """A worker's handler returned: its seat goes to the next item, given back to it."""
+        return self._granted(self.scheduler.release(ticket, now))
+
+    def stop_serving(self, now: float) -> None:
+        """Back to the take layout; call once no handler runs any more."""
+        items = self._collect(now)
+        self.scheduler = Scheduler(_take_policy(self.policy))
+        self.serving = False
+        self._plugs = []
+        self.holder = None
+        self._use_levels()
+        start = min((t.submitted_at for t in items), default=now)
+        self._balance(start)
+        self._refile(items, now)
+        if self.closed:
+            self.close(now)
+
+    def _granted(self, changed: list[Ticket]) -> Ticket | None:
+        granted: Ticket | None = None
+        for t in changed:
+            if t.state is not _GRANTED:
+                self._shed_waiter(t)
+            elif granted is None:
+                granted = t
+            else:  # not expected (one seat frees at a time), but never dropped
+                self.ready.append(t)
+                self.wake += 1
+        return granted
+
+    # -- both layouts -----------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Shed every item past its level's ``max_wait`` (into ``shed``)."""
+        self._shed_waiters(self.scheduler.expire(now))
+
+    def close(self, now: float) -> None:
+        """Refuse later puts and shed every queued item with reason ``shutdown``.
+
+        Items already handed to a woken consumer (``ready``) are still picked up.
+        """
+        self.closed = True
+        self._shed_waiters(self.scheduler.close(now))
+
+    def task_done(self) -> None:
+        if self.unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self.unfinished -= 1
+
+    def _shed_waiters(self, tickets: list[Ticket]) -> None:
+        for t in tickets:
+            self._shed_waiter(t)
+
+    def _shed_waiter(self, ticket: Ticket) -> None:
+        self.unfinished -= 1
+        self.shed.append(ticket)
+
+    def _collect(self, now: float) -> list[Ticket]:
+        """Every queued or ready item, oldest first, taken out of the current scheduler."""
+        items = self.scheduler.close(now)  # withdraws the waiters (marked shed there, not here)
+        items.extend(self.ready)
+        self.ready.clear()
+        items.sort(key=lambda t: t.submitted_at)
+        return items
+
+    def _refile(self, items: list[Ticket], now: float) -> None:
+        """Queue items again in the (fresh) scheduler, each at its own submission time."""
+        scheduler = self.scheduler
+        for old in items:
+            ticket = Ticket(self.by_name[old.level.name], old.flow, old.data)
+            # Every seat is held, so it waits; the bounds are the same, so nothing is
+            # shed. Submitted at its first submission time, it keeps its deadline.
+            self._shed_waiters(scheduler.submit(ticket, old.submitted_at))
+        self.expire(now)
+
+    def _use_levels(self) -> None:
+        levels = self.scheduler.levels
+        real = self.policy.level_set.names
+        self.by_name = {lvl.name: lvl for lvl in levels if lvl.name in real}
+        self._plug_level = next((lvl for lvl in levels if self.scheduler.limits(lvl).max > 0), None)
+
+    def __repr__(self) -> str:
+        layout = "serving" if self.serving else "take"
+        return f"<QueueState {layout}, {self.qsize()} queued, {self.unfinished} unfinished>"
+
+
+def _take_policy(policy: GatePolicy) -> GatePolicy:
+    """One seat, no ``min``, ``max`` kept only where it is 0 (the level is never served)."""
+    limits = policy.resolve(policy.capacity)
+    levels = {}
+    for level, lim in zip(policy.level_set, limits, strict=True):
+        knobs = policy.policy_for(level.name)
+        levels[level.name] = LevelPolicy(
+            max=0 if lim.max == 0 else None,
+            weight=knobs.weight,
+            queue=knobs.queue,
+            max_wait=knobs.max_wait,
+        )
+    return dataclasses.replace(policy, capacity=1, levels=levels)
+
+
+def _serve_policy(policy: GatePolicy) -> GatePolicy:
+    """The policy as given, plus the plug level ranked above every real level."""
+    names = policy.level_set.names
+    plug = next(
+        name
+        for name in ("plug", *(f"plug-{i}" for i in range(len(names) + 1)))
+        if name not in names
+    )
+    return dataclasses.replace(
+        policy,
+        level_set=LevelSet([plug, *names]),
+        levels={plug: LevelPolicy(max_wait=0.0, queue=0), **policy.levels},
+    )
