@@ -12,9 +12,10 @@ PUBLIC = [
     "AIMD", "DEFAULT_LEVELS", "AdaptiveCapacity", "AdaptiveSpec", "Classification",
     "Classifier", "ConfigError", "Gate", "GatePolicy", "GateStats", "Gradient", "Level",
     "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy", "PrioritizeError",
-    "PriorityThreadPoolExecutor", "Reason", "Rejected", "RequestInfo", "Rule", "Scheduler",
-    "Slot", "Ticket", "TicketState", "TicketStateError", "TrustPolicy", "UnknownLevelError",
-    "load_policy", "parse_policy", "policy_from_toml",
+    "PriorityQueue", "PriorityThreadPoolExecutor", "QueueClosed", "Reason", "Rejected",
+    "RequestInfo", "Rule", "Scheduler", "Slot", "ThreadPriorityQueue", "Ticket", "TicketState",
+    "TicketStateError", "TrustPolicy", "UnknownLevelError", "load_policy", "parse_policy",
+    "policy_from_toml",
 ]  # fmt: skip
 
 

@@ -42,6 +42,9 @@ from .errors import Rejected as Rejected
 from .errors import TicketStateError as TicketStateError
 from .errors import UnknownLevelError as UnknownLevelError
 from .executor import PriorityThreadPoolExecutor as PriorityThreadPoolExecutor
+from .queues import PriorityQueue as PriorityQueue
+from .queues import QueueClosed as QueueClosed
+from .queues import ThreadPriorityQueue as ThreadPriorityQueue
 
 __version__ = "0.1.0"
 
@@ -65,13 +68,16 @@ __all__ = [
     "Percent",
     "Policy",
     "PrioritizeError",
+    "PriorityQueue",
     "PriorityThreadPoolExecutor",
+    "QueueClosed",
     "Reason",
     "Rejected",
     "RequestInfo",
     "Rule",
     "Scheduler",
     "Slot",
+    "ThreadPriorityQueue",
     "Ticket",
     "TicketState",
     "TicketStateError",
