@@ -244,6 +244,29 @@ def test_a_thread_handler_error_propagates_from_serve() -> None:
     q.close()
 
 
+def test_after_a_handler_error_no_worker_takes_another_item() -> None:
+    q: ThreadPriorityQueue[str] = ThreadPriorityQueue(GatePolicy(capacity=2), on_shed=ShedLog())
+    handled: list[str] = []
+    lock = threading.Lock()
+
+    def handler(item: str) -> None:
+        if item == "bad":
+            raise KeyError(item)
+        with lock:
+            handled.append(item)
+
+    q.put("bad", "critical")
+    for i in range(50):
+        q.put(f"bulk{i}", "bulk")
+    with pytest.raises(KeyError, match="bad"):
+        q.serve(handler, concurrency=2)
+    # the other worker may have finished a few before it saw the error; then it stopped
+    assert handled == [f"bulk{i}" for i in range(len(handled))]
+    assert q.qsize() == 50 - len(handled)
+    assert q.get_nowait() == f"bulk{len(handled)}"
+    q.close()
+
+
 def test_serving_threads_with_producers_conserve_every_item() -> None:
     policy = GatePolicy(capacity=4, queue=100, levels={"bulk": LevelPolicy(max=1)})
     log = LockedShedLog()

@@ -144,12 +144,23 @@ class PriorityQueue(Generic[T]):
 
         Raises `QueueClosed` once the queue is closed and has nothing left.
         """
-        ticket = self._next()
-        if ticket is None:
-            if self._state.closed:
+        state = self._state
+        holder = state.holder
+        if holder is not None and not state.ready and state.scheduler.waiting:
+            # _next, inlined: the hot path of a consumer that keeps up
+            changed = state.scheduler.release(holder, self._clock())
+            if len(changed) == 1 and changed[0].state is _GRANTED:
+                state.holder = ticket = changed[0]
+                return ticket.data  # type: ignore[return-value]  # data is the T put
+            found = state.taken(changed, self._clock())
+            self._flush()
+        else:
+            found = self._next()
+        if found is None:
+            if state.closed:
                 raise QueueClosed(f"{self!r} is closed and empty")
             raise asyncio.QueueEmpty
-        return ticket.data  # type: ignore[return-value]  # data is the T put; no cast() call
+        return found.data  # type: ignore[return-value]  # data is the T put; no cast() call
 
     def task_done(self) -> None:
         """Mark one item got earlier as processed, for `join` (as `asyncio.Queue.task_done`)."""

@@ -294,12 +294,14 @@ class ThreadPriorityQueue(Generic[T]):
         while True:
             with self._lock:
                 while ticket is None:
+                    if self._stopping:
+                        return
                     # Claim before waiting: a put may have granted this worker's freed
                     # seat while the lock was released, its notification sent to no one.
                     ticket = state.claim(self._clock())
                     if ticket is not None:
                         break
-                    if self._stopping or state.closed:
+                    if state.closed:
                         return
                     self._wakeup.wait()
             try:
