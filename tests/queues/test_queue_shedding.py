@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from prioritize import GatePolicy, LevelPolicy, Reason, Rejected
+from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, policy_from_toml
+from prioritize.errors import PrioritizeError
 from prioritize.queues import PriorityQueue, QueueClosed
 
 from .queue_helpers import ShedLog, run, settle
@@ -203,3 +204,39 @@ def test_every_item_put_is_got_or_shed_exactly_once() -> None:
         await q.join()
 
     run(body)
+
+
+def test_a_queue_comes_from_a_policy_files_gate() -> None:
+    policy = policy_from_toml(
+        """
+        [gates.jobs]
+        capacity = 2
+        queue = 1
+        """,
+        "jobs.toml",
+    )
+
+    async def body() -> None:
+        log = ShedLog()
+        q: PriorityQueue[str] = PriorityQueue.from_policy(policy, "jobs", on_shed=log)
+        assert q.put_nowait("a")
+        assert q.put_nowait("b") is False
+        assert repr(q) == "<PriorityQueue jobs 1 queued>"
+        q.close()
+        assert repr(q) == "<PriorityQueue jobs 0 queued, closed>"
+
+    run(body)
+
+
+def test_a_queue_is_bound_to_the_loop_that_first_used_it() -> None:
+    q: PriorityQueue[str] = PriorityQueue(GatePolicy(capacity=1), on_shed=ShedLog())
+
+    async def first() -> None:
+        q.put_nowait("a")
+
+    async def second() -> None:
+        with pytest.raises(PrioritizeError, match="bound to another event loop"):
+            await q.serve(lambda item: asyncio.sleep(0))
+
+    asyncio.run(first())
+    asyncio.run(second())

@@ -159,9 +159,7 @@ def test_eight_threads_hammering_lose_and_duplicate_nothing() -> None:
         start.wait()
         while True:
             try:
-                got[c].append(q.get(timeout=0.01))
-            except queue.Empty:
-                continue
+                got[c].append(q.get())  # blocks; close() releases it
             except QueueClosed:
                 return
             q.task_done()
@@ -295,3 +293,54 @@ def test_serving_threads_with_producers_conserve_every_item() -> None:
     q.close()
     server.join()
     assert Counter(handled + log.items) == Counter(range(8000))
+
+
+def test_an_on_shed_error_on_the_timer_thread_is_reported_not_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reported: list[BaseException | None] = []
+    seen = threading.Event()
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        reported.append(args.exc_value)
+        seen.set()
+
+    monkeypatch.setattr(threading, "excepthook", excepthook)
+
+    def on_shed(item: str, rejected: object) -> None:
+        raise RuntimeError(f"cannot shed {item}")
+
+    policy = GatePolicy(capacity=1, levels={"bulk": LevelPolicy(max_wait=0.01)})
+    q: ThreadPriorityQueue[str] = ThreadPriorityQueue(policy, on_shed=on_shed)
+    q.put("b1", "bulk")
+    assert seen.wait(timeout=60)  # a bound against a hang, not a timing assumption
+    assert [str(e) for e in reported] == ["cannot shed b1"]
+    q.close()
+    with pytest.raises(RuntimeError, match="cannot shed b2"):
+        q.put("b2")  # refused after close: on_shed's error comes out of put
+
+
+def test_serve_and_get_do_not_mix_in_threads() -> None:
+    q: ThreadPriorityQueue[str] = ThreadPriorityQueue(GatePolicy(capacity=1), on_shed=ShedLog())
+    started = threading.Event()
+    release = threading.Event()
+
+    def handler(item: str) -> None:
+        started.set()
+        release.wait()
+
+    q.put("x")
+    server = threading.Thread(target=q.serve, args=(handler,))
+    server.start()
+    assert started.wait(timeout=60)
+    with pytest.raises(RuntimeError, match="being served by serve"):
+        q.get_nowait()
+    with pytest.raises(RuntimeError, match="already being served"):
+        q.serve(handler)
+    release.set()
+    q.close()
+    server.join()
+    with pytest.raises(ValueError, match="concurrency = -1"):
+        q.serve(handler, concurrency=-1)
+    assert q.is_closed
+    assert repr(q) == "<ThreadPriorityQueue gate 0 queued, closed>"
