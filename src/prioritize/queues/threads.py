@@ -108,15 +108,16 @@ class ThreadPriorityQueue(Generic[T]):
             if now >= self._timer_at:
                 self._expire(now)
             changed = state.scheduler.submit(ticket, now)
-            if ticket.state is _WAITING and not changed and not state.shed:
-                state.unfinished += 1  # QueueState.filed, inlined: the hot path
+            if ticket.state is _WAITING and not state.shed:  # QueueState.filed, inlined
+                state.unfinished += 1 - len(changed)  # queued, and waiters evicted for it
                 if ticket.deadline < self._timer_at:
                     self._arm(ticket.deadline)
-                return True
-            state.filed(ticket, changed, now)
-            if ticket.state is _WAITING and ticket.deadline < self._timer_at:
-                self._arm(ticket.deadline)
-            shed = self._settle()
+                if not changed:
+                    return True
+                shed = changed
+            else:
+                state.filed(ticket, changed, now)
+                shed = self._settle()
         self._deliver(shed)
         return ticket.state is not _SHED
 
