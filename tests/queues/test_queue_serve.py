@@ -118,6 +118,26 @@ def test_a_levels_min_keeps_workers_free_for_it() -> None:
     run(body)
 
 
+def test_percentages_are_resolved_for_the_number_of_workers() -> None:
+    async def body() -> None:
+        policy = GatePolicy(capacity=10, levels={"bulk": LevelPolicy(max="50%")})
+        q: PriorityQueue[str] = PriorityQueue(policy, on_shed=ShedLog())
+        h = Handlers()
+        serving = asyncio.create_task(q.serve(h, concurrency=4))
+        await settle()
+        for i in range(1, 5):
+            q.put_nowait(f"bulk{i}", "bulk")
+        await settle()
+        assert h.started == ["bulk1", "bulk2"]  # 50 % of 4 workers, not of 10
+        for item in ["bulk1", "bulk2", "bulk3", "bulk4"]:
+            await h.finish(item)
+        assert h.peak["bulk"] == 2
+        q.close()
+        await serving
+
+    run(body)
+
+
 @pytest.mark.parametrize("order", ["strict", "weighted"])
 def test_serve_hands_items_to_workers_as_the_scheduler_grants_seats(order: str) -> None:
     rng = random.Random(5)
