@@ -32,6 +32,7 @@ def test_rejected_carries_level_reason_and_retry_after_of_the_shed_ticket() -> N
 def test_rejected_survives_pickling() -> None:
     error = pickle.loads(pickle.dumps(Rejected("high", Reason.TIMEOUT, 2.5)))
     assert (error.level, error.reason, error.retry_after) == ("high", Reason.TIMEOUT, 2.5)
+    assert repr(error) == "Rejected('high', <Reason.TIMEOUT: 'timeout'>, 2.5)"
 
 
 def test_a_ticket_that_was_not_shed_cannot_be_rejected() -> None:

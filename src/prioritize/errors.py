@@ -115,10 +115,19 @@ class Rejected(PrioritizeError):
     """
 
     def __init__(self, level: str, reason: Reason, retry_after: float) -> None:
+        # The message is formatted only when read: sheds are frequent under
+        # overload and most are answered from the fields, never printed.
         self.level = level
         self.reason = reason
         self.retry_after = retry_after
-        super().__init__(f"{level} request shed ({reason.value}); retry after {retry_after:.3g}s")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.level} request shed ({self.reason.value}); retry after {self.retry_after:.3g}s"
+        )
+
+    def __repr__(self) -> str:
+        return f"Rejected({self.level!r}, {self.reason!r}, {self.retry_after!r})"
 
     @classmethod
     def from_ticket(cls, ticket: Ticket) -> Rejected:
