@@ -245,9 +245,8 @@ class Gate:
         self._arm_timer(loop)
 
     def _timed_out(self, ticket: Ticket, now: float) -> Rejected:
-        rate = self._scheduler.completion_rate(now)
-        ahead = self._scheduler.waiting + 1
-        retry_after = ahead / rate if rate > 0 else 1.0
+        # the same Little's-law estimate the scheduler gives the tickets it sheds
+        retry_after = self._scheduler.retry_after(ticket.level, now)
         return Rejected(ticket.level.name, Reason.TIMEOUT, retry_after)
 
     def _level(self, level: Level | str) -> Level:

@@ -507,3 +507,16 @@ def test_policy_warns_about_levels_that_can_never_hold_a_seat() -> None:
 def test_a_sensible_policy_has_no_warnings() -> None:
     policy = GatePolicy(capacity=10, levels={"critical": LevelPolicy(min="40%")})
     assert policy.warnings() == []
+
+
+def test_retry_after_is_offered_for_adapters_that_refuse_requests_themselves() -> None:
+    s = gate(1, queue=10)
+    last = submit(s, "normal")
+    fill(s, "normal", 4)
+    now = 0.0
+    for _ in range(40):  # 10 completions per second, 4 kept waiting
+        now += 0.1
+        (last,) = s.release(last, now)
+        submit(s, "normal", now)
+    assert s.retry_after("normal", now) == pytest.approx(0.5, rel=0.05)  # (4 + 1) / 10
+    assert s.retry_after("critical", now) == pytest.approx(0.1, rel=0.05)  # nothing ahead

@@ -175,6 +175,11 @@ class Scheduler:
         levels = tuple(lane.stats() for lane in self._lanes)
         return GateStats(self.name, self._capacity, self._in_use, self._waiting, levels)
 
+    def retry_after(self, level: Level | str | int, now: float) -> float:
+        """Seconds until a new request at ``level`` could be served: the estimate a shed
+        ticket carries, for adapters that refuse a request themselves (a client timeout)."""
+        return self._retry_after(self.levels.resolve(level).rank, max(now, self._now))
+
     def completion_rate(self, now: float) -> float:
         """Releases per second over the recent window (the ``retry_after`` denominator)."""
         return self._completions.per_second(max(now, self._now), self._releases)
