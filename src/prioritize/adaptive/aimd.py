@@ -52,6 +52,7 @@ from .knobs import (
     bound_problems,
     knob_problems,
 )
+from .window import SampleWindow
 
 __all__ = ["AIMD"]
 
@@ -67,19 +68,13 @@ class AIMD:
 
     __slots__ = (
         "_backoff",
-        "_count",
-        "_dropped",
         "_estimate",
         "_increase",
-        "_inflight",
         "_limit",
         "_max_rtt",
         "_rtt",
-        "_rtt_sum",
+        "_samples",
         "_smoothing",
-        "_start",
-        "_window",
-        "_window_samples",
         "max_limit",
         "min_limit",
     )
@@ -116,18 +111,11 @@ class AIMD:
         self._increase = float(increase)
         self._max_rtt = float(max_rtt)
         self._smoothing = float(smoothing)
-        self._window = float(window)
-        self._window_samples = window_samples
+        self._samples = SampleWindow(float(window), window_samples)
         self._estimate = float(initial)
         self._limit = initial
         #: the smoothed window RTT compared with ``max_rtt``; NaN until the first window
         self._rtt = math.nan
-        #: when the open window opened: the last close (-inf: the first window is only counted)
-        self._start = -math.inf
-        self._count = 0
-        self._rtt_sum = 0.0
-        self._inflight = 0
-        self._dropped = False
 
     @property
     def limit(self) -> int:
@@ -147,40 +135,28 @@ class AIMD:
         that it failed in a way that signals overload (a timeout, a 503 from
         downstream). A dropped request's RTT is not averaged.
         """
-        if dropped:
-            self._dropped = True
-        else:
-            self._count += 1
-            self._rtt_sum += rtt
-        if inflight > self._inflight:
-            self._inflight = inflight
-        if now - self._start < self._window or (
-            self._count < self._window_samples and not self._dropped
-        ):
+        if not self._samples.add(now, rtt, inflight, dropped):
             return self._limit
         return self._close(now)
 
     def _close(self, now: float) -> int:
         """End the window: move the estimate once, by its average RTT, drops and use."""
-        if self._count:
-            mean = self._rtt_sum / self._count
+        samples = self._samples
+        if samples.count:
+            mean = samples.rtt_sum / samples.count
             previous = self._rtt
             if math.isnan(previous):
                 self._rtt = mean
             else:
                 self._rtt = previous + self._smoothing * (mean - previous)
         estimate = self._estimate
-        if self._dropped or (self._count and self._rtt > self._max_rtt):
+        if samples.dropped or (samples.count and self._rtt > self._max_rtt):
             estimate = max(self.min_limit, min(estimate * self._backoff, self._limit - 1.0))
-        elif 2 * self._inflight >= self._limit:
+        elif 2 * samples.inflight >= self._limit:
             estimate = min(self.max_limit, estimate + self._increase)
         self._estimate = estimate
         self._limit = int(estimate)
-        self._start = now
-        self._count = 0
-        self._rtt_sum = 0.0
-        self._inflight = 0
-        self._dropped = False
+        self._samples.reset(now)
         return self._limit
 
     def __repr__(self) -> str:

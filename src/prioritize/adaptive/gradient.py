@@ -75,6 +75,7 @@ from .knobs import (
     bound_problems,
     knob_problems,
 )
+from .window import SampleWindow
 
 __all__ = ["MIN_GRADIENT", "PROBE_AFTER_WINDOWS_AT_MIN", "Gradient"]
 
@@ -98,11 +99,8 @@ class Gradient:
         "_at_min",
         "_backoff",
         "_baseline",
-        "_count",
-        "_dropped",
         "_estimate",
         "_headroom",
-        "_inflight",
         "_limit",
         "_next_probe",
         "_probe_count",
@@ -113,12 +111,9 @@ class Gradient:
         "_probing",
         "_resume",
         "_rtt",
-        "_rtt_sum",
+        "_samples",
         "_smoothing",
-        "_start",
         "_tolerance",
-        "_window",
-        "_window_samples",
         "max_limit",
         "min_limit",
     )
@@ -160,8 +155,7 @@ class Gradient:
         #: None: the square root of the limit
         self._headroom = None if headroom == SQRT else float(headroom)
         self._backoff = float(backoff)
-        self._window = float(window)
-        self._window_samples = window_samples
+        self._samples = SampleWindow(float(window), window_samples)
         self._probe_interval = float(probe_interval)
         self._probe_samples = probe_samples
         self._estimate = float(initial)
@@ -176,12 +170,6 @@ class Gradient:
         self._resume = self._estimate
         self._next_probe = math.inf
         self._at_min = 0
-        #: when the open window opened: the last close (-inf: the first window is only counted)
-        self._start = -math.inf
-        self._count = 0
-        self._rtt_sum = 0.0
-        self._inflight = 0
-        self._dropped = False
 
     @property
     def limit(self) -> int:
@@ -213,27 +201,19 @@ class Gradient:
         """
         if self._probing:
             return self._probe(now, rtt, dropped)
-        if dropped:
-            self._dropped = True
-        else:
-            self._count += 1
-            self._rtt_sum += rtt
-        if inflight > self._inflight:
-            self._inflight = inflight
-        if now - self._start < self._window or (
-            self._count < self._window_samples and not self._dropped
-        ):
+        if not self._samples.add(now, rtt, inflight, dropped):
             return self._limit
         return self._close(now)
 
     def _close(self, now: float) -> int:
         """End the window: move the estimate once, or start a probe when one is due."""
         estimate, limit = self._estimate, self._limit
-        if self._count:
-            self._rtt = self._rtt_sum / self._count
-        if self._dropped:
+        samples = self._samples
+        if samples.count:
+            self._rtt = samples.rtt_sum / samples.count
+        if samples.dropped:
             estimate = max(self.min_limit, min(estimate * self._backoff, limit - 1.0))
-        elif 2 * self._inflight >= limit:  # not app-limited: the RTT says something
+        elif 2 * samples.inflight >= limit:  # not app-limited: the RTT says something
             allowed, rtt = self._tolerance * self._baseline, self._rtt
             # no slower than allowed (a zero RTT, from a clock coarser than the service, too)
             gradient = 1.0 if rtt <= allowed else max(MIN_GRADIENT, allowed / rtt)
@@ -243,11 +223,7 @@ class Gradient:
             estimate = max(self.min_limit, min(estimate, self.max_limit))
         self._estimate = estimate
         self._limit = int(estimate)
-        self._start = now
-        self._count = 0
-        self._rtt_sum = 0.0
-        self._inflight = 0
-        self._dropped = False
+        self._samples.reset(now)
         self._at_min = self._at_min + 1 if self._limit == self.min_limit else 0
         if now >= self._next_probe or self._at_min >= PROBE_AFTER_WINDOWS_AT_MIN:
             self._start_probe(now)
@@ -277,7 +253,7 @@ class Gradient:
         self._probing = False
         self._next_probe = now + self._probe_interval
         self._at_min = 0
-        self._start = now  # the first window after a probe opens as it ends
+        self._samples.start = now  # the first window after a probe opens as it ends
         self._estimate = self._resume
         self._limit = int(self._resume)
         return self._limit
