@@ -50,21 +50,28 @@ unless ``--gc`` is given; it is collected before each run.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import heapq
-import json
 import random
 import statistics
 import sys
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from baselines import heapq_queue
 from baselines.seed_priority_task_queue import Priority, PriorityTaskQueue
-from harness import Bench, Config, Figure, metadata, ns, table, verdict
+from harness import (
+    Bench,
+    Config,
+    Figure,
+    choose_config,
+    metadata,
+    ns,
+    parse_args,
+    table,
+    verdict,
+    write_json,
+)
 from prioritize.core import DEFAULT_LEVELS, Ticket, TicketState
 from scenarios import (
     CAPACITY,
@@ -447,17 +454,8 @@ def report(b: Bench, meta: dict[str, Any], overhead: float) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
-    parser.add_argument("--repeat", type=int, help="timed runs per case (default 7, quick 3)")
-    parser.add_argument("--gc", action="store_true", help="leave the garbage collector on")
-    args = parser.parse_args(argv)
-    config = QUICK if args.quick else FULL
-    if args.repeat is not None:
-        config = dataclasses.replace(config, repeat=max(1, args.repeat))
-    if args.gc:
-        config = dataclasses.replace(config, keep_gc=True)
+    args = parse_args(__doc__.split("\n\n")[0], argv)
+    config = choose_config(args, FULL, QUICK)
     meta = metadata()
     bench = Bench(config)
     try:
@@ -467,15 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         bench.loop.close()
     rr = report(bench, meta, overhead)
-    if args.json is not None:
-        doc = {
-            "meta": {**meta, "quick": args.quick, "repeat": config.repeat, "gc": config.keep_gc},
-            "clock_overhead_ns": round(overhead, 1),
-            "figures": {k: {"name": v.name, **v.as_json()} for k, v in bench.figures.items()},
-            "ratios": {k: round(v, 3) for k, v in rr.items()},
-        }
-        args.json.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    write_json(args, meta, bench, overhead, rr)
     return 0
 
 

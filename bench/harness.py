@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import dataclasses
 import datetime
 import gc
+import json
 import os
 import platform
 import statistics
@@ -13,9 +16,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, TypeVar
 
 import prioritize
+
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True)
@@ -163,3 +168,44 @@ def metadata() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load": f"{load:.2f}",
     }
+
+
+def parse_args(description: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options every timed benchmark takes (``--quick``, ``--json``, ``--repeat``, ``--gc``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
+    parser.add_argument("--repeat", type=int, help="timed runs per case (default 7, quick 3)")
+    parser.add_argument("--gc", action="store_true", help="leave the garbage collector on")
+    return parser.parse_args(argv)
+
+
+def choose_config(args: argparse.Namespace, full: _C, quick: _C) -> _C:
+    """FULL or QUICK, with ``--repeat`` and ``--gc`` applied."""
+    config = quick if args.quick else full
+    if args.repeat is not None:
+        config = dataclasses.replace(config, repeat=max(1, args.repeat))
+    if args.gc:
+        config = dataclasses.replace(config, keep_gc=True)
+    return config
+
+
+def write_json(
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    bench: Bench,
+    overhead: float,
+    ratios: dict[str, float],
+) -> None:
+    """With ``--json PATH``: every figure and ratio of the run, and how it was made."""
+    if args.json is None:
+        return
+    config = bench.config
+    doc = {
+        "meta": {**meta, "quick": args.quick, "repeat": config.repeat, "gc": config.keep_gc},
+        "clock_overhead_ns": round(overhead, 1),
+        "figures": {k: {"name": v.name, **v.as_json()} for k, v in bench.figures.items()},
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+    }
+    args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
