@@ -9,6 +9,7 @@ quantiles are available without keeping every sample. The bucket is
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from math import log2
@@ -21,6 +22,15 @@ __all__ = ["GateStats", "LevelStats", "WaitHistogram", "WaitSummary"]
 _SUB = 4  # buckets per power of two
 _OFFSET = 120  # 2**-30 s ≈ 1 ns: everything shorter counts as the first bucket
 _BUCKETS = 200  # up to 2**20 s ≈ 12 days
+_LAST = _BUCKETS - 1
+#: lower bound of bucket ``i + 1``, the value `WaitHistogram.fold` bisects at for bucket ``i``
+_UPPER = [2.0 ** ((index + 1 - _OFFSET) / _SUB) for index in range(_BUCKETS)]
+
+
+def _bucket(seconds: float) -> int:
+    """The bucket of a positive wait: ``floor(4·log2(w))`` shifted, clamped to the range."""
+    index = int(log2(seconds) * _SUB + _OFFSET)
+    return 0 if index < 0 else _LAST if index > _LAST else index
 
 
 @final
@@ -73,20 +83,38 @@ class WaitHistogram:
             self.fold()
 
     def fold(self) -> None:
-        """Move the pending samples into the buckets."""
+        """Move the pending samples into the buckets.
+
+        Sorted first (in C), so each non-empty bucket costs one ``log2`` and
+        one C bisection instead of a ``log2`` per sample: waits in one batch
+        fall in few buckets, which makes this several times cheaper per sample.
+        """
         pending, buckets = self.pending, self.buckets
         if not pending:
             return
-        self.total += sum(pending)
-        self.max = max(self.max, *pending)
-        last = _BUCKETS - 1
-        for seconds in pending:
-            if seconds <= 0.0:
-                self.zero += 1
-                continue
-            self._folded += 1
-            index = int(log2(seconds) * _SUB + _OFFSET)
-            buckets[0 if index < 0 else last if index > last else index] += 1
+        pending.sort()
+        end = len(pending)
+        lo = bisect_right(pending, 0.0)
+        self.zero += lo
+        if lo < end:
+            self._folded += end - lo
+            self.total += sum(pending)
+            if pending[-1] > self.max:
+                self.max = pending[-1]
+            while lo < end:
+                index = _bucket(pending[lo])
+                if index >= _LAST:
+                    buckets[_LAST] += end - lo
+                    break
+                # samples below the next bucket's lower bound; the float bound may
+                # round either way, so step over the boundary sample by _bucket itself
+                hi = bisect_left(pending, _UPPER[index], lo)
+                while hi < end and _bucket(pending[hi]) <= index:
+                    hi += 1
+                while hi - 1 > lo and _bucket(pending[hi - 1]) > index:
+                    hi -= 1
+                buckets[index] += hi - lo
+                lo = hi
         pending.clear()
 
     def quantile(self, q: float) -> float:
