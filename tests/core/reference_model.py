@@ -188,6 +188,30 @@ class Model:
         self.dispatch(changed)
         return changed
 
+    def take(self, now: float) -> tuple[ModelTicket | None, list[ModelTicket]]:
+        """A queue's pull: the next ticket by order alone, no seat; overdue ones shed."""
+        self.tick(now)
+        shed: list[ModelTicket] = []
+        while True:
+            ranks = [
+                r for r in range(len(self.queues)) if self.queues[r] and self.limits[r].max > 0
+            ]
+            if not ranks:
+                return None, shed
+            if self.policy.order is Order.STRICT:
+                rank = ranks[0]
+            else:
+                rank = min(ranks, key=lambda r: (self.passes[r], r))
+                self.vtime = self.passes[rank]
+                self.passes[rank] += 1.0 / self.limits[rank].weight
+            t = self.pop_next(rank)
+            if t.deadline < self.now:
+                self.shed(t, Reason.TIMEOUT)
+                shed.append(t)
+                continue
+            t.state = RELEASED
+            return t, shed
+
     def cancel(self, t: ModelTicket, now: float) -> list[ModelTicket]:
         if t.state == GRANTED:
             return self.release(t, now)

@@ -35,7 +35,13 @@ ALLOWED = {
         TicketState.SHED,
         TicketState.CANCELLED,
     },
-    TicketState.WAITING: {TicketState.GRANTED, TicketState.SHED, TicketState.CANCELLED},
+    # RELEASED straight from WAITING: pulled by take(), a queue's consumer, holding no seat
+    TicketState.WAITING: {
+        TicketState.GRANTED,
+        TicketState.SHED,
+        TicketState.CANCELLED,
+        TicketState.RELEASED,
+    },
     TicketState.GRANTED: {TicketState.RELEASED},
 }
 FLOWS: list[Hashable | None] = [None, "a", "b", "c"]
@@ -129,7 +135,9 @@ class SchedulerMachine(RuleBasedStateMachine):
             old, new = states_before.get(id(t), TicketState.NEW), t.state
             if old is not new:
                 assert new in ALLOWED.get(old, set()), f"{t}: {old} -> {new}"
-            if new is TicketState.GRANTED and old is not TicketState.GRANTED:
+            granted = new is TicketState.GRANTED and old is not TicketState.GRANTED
+            pulled = old is TicketState.WAITING and new is TicketState.RELEASED  # by take()
+            if granted or pulled:
                 key = (t.level.rank, t.flow)
                 assert self.seq[id(t)] > self.last_granted.get(key, -1), "FIFO within a flow"
                 self.last_granted[key] = self.seq[id(t)]
@@ -178,11 +186,26 @@ class SchedulerMachine(RuleBasedStateMachine):
         changed = self.scheduler.cancel(t, self.now)
         self.check(changed, self.model.cancel(self.twins[id(t)], self.now))
 
+    @rule()
+    def take(self) -> None:
+        shed: list[Ticket] = []
+        pulled = self.scheduler.take(self.now, shed)
+        twin, twins_shed = self.model.take(self.now)
+        assert (pulled is None) == (twin is None)
+        changed = shed if pulled is None else [*shed, pulled]
+        self.check(changed, twins_shed if twin is None else [*twins_shed, twin])
+
     @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]))
     def advance_and_expire(self, dt: float) -> None:
         self.now += dt
         changed = self.scheduler.expire(self.now)
         self.check(changed, self.model.expire(self.now))
+
+    @rule(dt=st.sampled_from([0.5, 1.0, 3.0]))
+    def advance_without_expiring(self, dt: float) -> None:
+        # the adapter's timer is late: the next call meets waiters already overdue
+        self.now += dt
+        SchedulerMachine.steps += 1
 
     @rule(capacity=st.integers(1, 8))
     def resize(self, capacity: int) -> None:

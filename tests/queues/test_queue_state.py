@@ -20,7 +20,8 @@ def test_a_late_take_sheds_overdue_items_and_returns_the_next_one() -> None:
         ("stale-2", Reason.TIMEOUT),
     ]
     assert q.unfinished == 1
-    assert q.holder is ticket
+    assert ticket.state is TicketState.RELEASED  # pulled: it holds no seat
+    assert q.scheduler.in_use == 1  # the plug still holds the one seat
 
 
 def test_a_late_take_with_only_overdue_items_returns_none_and_keeps_the_seat() -> None:

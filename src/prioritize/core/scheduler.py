@@ -5,8 +5,10 @@ Theory of operation
 Every mutating call (`submit`, `release`, `cancel`, `expire`, `resize`,
 `close`) takes the current time and returns the tickets whose state it
 changed, other than by the caller's own hand: granted ones, and shed ones
-carrying ``reason`` and ``retry_after``. An adapter resolves exactly those
-(wakes a future, answers 503) and arms one timer for `next_deadline`. The
+carrying ``reason`` and ``retry_after``. (`take`, the queue's pull, returns
+the ticket it hands out and appends the ones it sheds to a caller's list.)
+An adapter resolves exactly those (wakes a future, answers 503) and arms
+one timer for `next_deadline`. The
 scheduler never reads a clock, sleeps, locks or does I/O, so one instance
 behaves identically under asyncio, threads, a job worker or the simulator.
 
@@ -287,6 +289,59 @@ class Scheduler:
         changed: list[Ticket] = []
         self._dispatch(now, changed)
         return changed
+
+    def take(self, now: float, shed: list[Ticket]) -> Ticket | None:
+        """Hand the next waiting ticket, by the order rules, to a consumer that pulls.
+
+        For a queue, where a consumer asking is what a free seat is elsewhere:
+        no seat is counted, so ``min`` plays no part and ``max`` only where it
+        is 0 (such a level is not served, as for grants). Strict order takes from the most important
+        waiting level, weighted order by stride as a grant would, and flows
+        take turns as always. The ticket ends RELEASED, its wait recorded and
+        counted as a completion for ``retry_after``. Tickets found past their
+        ``max_wait`` on the way (the adapter's timer is late) are shed with
+        reason ``timeout`` and appended to ``shed``. None when nothing that
+        may be served waits.
+        """
+        if now > self._now:
+            self._now = now
+        else:
+            now = self._now
+        lanes = self._lanes
+        while self._waiting:
+            if self._weighted:
+                best: Lane | None = None
+                for lane in lanes:
+                    if lane.waiting and lane.max and (best is None or lane.pass_ < best.pass_):
+                        best = lane  # ties go to the more important, as for grants
+                if best is None:
+                    return None
+                lane = best
+                self._vtime = lane.pass_
+                lane.pass_ += lane.stride
+            else:
+                for lane in lanes:
+                    if lane.waiting and lane.max:
+                        break
+                else:
+                    return None
+            ticket = lane.pop_next()
+            self._waiting -= 1
+            if ticket.deadline < now:
+                self._shed(ticket, Reason.TIMEOUT, now)
+                shed.append(ticket)
+                continue
+            ticket.state = _RELEASED
+            ticket.granted_at = now
+            pending = lane.waits.pending
+            pending.append(now - ticket.submitted_at)
+            if len(pending) >= _WAIT_BATCH:
+                lane.waits.fold()
+            self._releases += 1
+            if now >= self._completions.due:
+                self._completions.sample(now, self._releases)
+            return ticket
+        return None
 
     def cancel(self, ticket: Ticket, now: float) -> list[Ticket]:
         """Withdraw a request whatever its state.

@@ -60,6 +60,9 @@ class Reason(StrEnum):
     SHUTDOWN = "shutdown"
 
 
+_NEW = TicketState.NEW
+
+
 class Ticket:
     """One request for one seat of one gate.
 
@@ -98,7 +101,7 @@ class Ticket:
         self.data = data
         #: False: take a seat now or be shed with reason ``limit``, never queue
         self.wait = wait
-        self.state = TicketState.NEW
+        self.state = _NEW  # a global: an enum member read through the class costs ~90 ns
         #: set when shed
         self.reason: Reason | None = None
         #: set when shed: seconds until a retry could be served

@@ -10,10 +10,10 @@ item**, and a grant is an item handed to such a consumer. Two layouts
 follow, one per way of consuming:
 
 * **take layout** (``get()``): one seat. While nobody waits in ``get()`` the
-  seat is held (by a *plug* ticket, or by the ticket of the item taken last),
-  so every put waits in the scheduler in policy order. ``get`` releases the
-  holder and the scheduler grants the next item by its rules in its place.
-  When consumers wait and nothing is queued, the seat is free, so a put is
+  seat is held by a *plug* ticket, so every put waits in the scheduler in
+  policy order, and ``get`` pulls the next item with `Scheduler.take` (the
+  order rules, no seat counted: the consumer asking is the free seat). When
+  consumers wait and nothing is queued, the seat is freed, so a put is
   granted at once and goes to a waiting consumer: no item is ever granted
   to nobody (no prefetch). ``min`` is left out of this layout and ``max``
   keeps only its zero: both limit seats held *while work is in progress*,
@@ -190,30 +190,14 @@ class QueueState:
             elif self.getters > len(ready):
                 self._balance(now)
             return ticket
-        scheduler = self.scheduler
-        if not scheduler.waiting or self.holder is None:
-            return None
-        return self.taken(scheduler.release(self.holder, now), now)
-
-    def taken(self, changed: list[Ticket], now: float) -> Ticket | None:
-        """Account for ``scheduler.release(holder)`` by `take`: its grant is the item.
-
-        The adapters inline the common case (exactly one grant).
-        """
-        if len(changed) == 1 and changed[0].state is _GRANTED:
-            self.holder = ticket = changed[0]
-            return ticket
-        # the expiry timer is late: the scheduler shed some before granting one
-        self.holder = None
-        granted: Ticket | None = None
-        for t in changed:
-            if t.state is _GRANTED:
-                self.holder = granted = t
-            else:
-                self._shed_waiter(t)
-        if granted is None:
-            self._balance(now)
-        return granted
+        # Items queue only while no consumer waits (the seat is held), so this
+        # consumer is alone: it pulls the next item by the rules, seats untouched.
+        shed = self.shed
+        before = len(shed)
+        pulled = self.scheduler.take(now, shed)
+        if len(shed) != before:
+            self.unfinished -= len(shed) - before  # past max_wait: the timer was late
+        return pulled
 
     def register(self, now: float) -> None:
         """A consumer starts waiting (it found nothing to take)."""

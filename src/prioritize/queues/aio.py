@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar, cast, final
 
+from ..aio import _clock_of
 from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
@@ -57,6 +57,7 @@ class PriorityQueue(Generic[T]):
     __slots__ = (
         "_clock",
         "_finished",
+        "_late",
         "_loop",
         "_on_shed",
         "_state",
@@ -79,6 +80,8 @@ class PriorityQueue(Generic[T]):
         self._finished.set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        #: scratch list for `Scheduler.take`, empty between calls
+        self._late: list[Ticket] = []
 
     @classmethod
     def from_policy(
@@ -145,17 +148,19 @@ class PriorityQueue(Generic[T]):
         Raises `QueueClosed` once the queue is closed and has nothing left.
         """
         state = self._state
-        holder = state.holder
-        if holder is not None and not state.ready and state.scheduler.waiting:
-            # _next, inlined: the hot path of a consumer that keeps up
-            changed = state.scheduler.release(holder, self._clock())
-            if len(changed) == 1 and changed[0].state is _GRANTED:
-                state.holder = ticket = changed[0]
+        if state.holder is not None and not state.ready:
+            # QueueState.take, inlined: the hot path of a consumer that keeps up
+            # (the holder is None while serving, so serve() is never competed with)
+            late = self._late
+            ticket = state.scheduler.take(self._clock(), late)
+            if late:
+                state.unfinished -= len(late)  # past max_wait: the timer was late
+                state.shed += late
+                late.clear()
+                self._flush()
+            if ticket is not None:
                 return ticket.data  # type: ignore[return-value]  # data is the T put
-            found = state.taken(changed, self._clock())
-            self._flush()
-        else:
-            found = self._next()
+        found = self._next()
         if found is None:
             if state.closed:
                 raise QueueClosed(f"{self!r} is closed and empty")
@@ -245,21 +250,11 @@ class PriorityQueue(Generic[T]):
     def _next(self) -> Ticket | None:
         """The next item for a consumer that is not waiting, or None."""
         state = self._state
-        holder = state.holder
-        if holder is not None and not state.ready and state.scheduler.waiting:
-            # QueueState.take, inlined: the hot path (serving, the holder is None)
-            now = self._clock()
-            changed = state.scheduler.release(holder, now)
-            if len(changed) == 1 and changed[0].state is _GRANTED:
-                state.holder = ticket = changed[0]
-                return ticket
-            found = state.taken(changed, now)
-        else:
-            if state.serving:
-                raise RuntimeError(
-                    f"{self!r} is being served by serve(); get() would compete with its workers"
-                )
-            found = state.take(self._clock())
+        if state.serving:
+            raise RuntimeError(
+                f"{self!r} is being served by serve(); get() would compete with its workers"
+            )
+        found = state.take(self._clock())
         if state.shed or state.wake:
             self._flush()
         return found
@@ -373,10 +368,7 @@ class PriorityQueue(Generic[T]):
         running = asyncio.get_running_loop()
         if loop is None:
             loop = self._loop = running
-            clock = loop.time
-            if getattr(clock, "__func__", None) is asyncio.BaseEventLoop.time:
-                clock = time.monotonic  # what it returns, one Python call less per read
-            self._clock = clock
+            self._clock = clock = _clock_of(loop)
             self._state.start(clock())
         elif loop is not running:
             raise PrioritizeError(

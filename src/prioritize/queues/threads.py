@@ -139,16 +139,10 @@ class ThreadPriorityQueue(Generic[T]):
             now = self._clock()
             if now >= self._timer_at:
                 self._expire(now)
-            holder = state.holder
-            if holder is not None and not state.ready and state.scheduler.waiting:
-                changed = state.scheduler.release(holder, now)
-                if len(changed) == 1 and changed[0].state is _GRANTED and not state.shed:
-                    state.holder = ticket = changed[0]  # QueueState.take, inlined
-                    return ticket.data  # type: ignore[return-value]  # data is the T put; no cast() call
-                found = state.taken(changed, now)
-            else:
-                self._check_not_serving()
-                found = state.take(now)
+            self._check_not_serving()
+            found = state.take(now)
+            if found is not None and not state.shed and not state.wake:
+                return found.data  # type: ignore[return-value]  # data is the T put; no cast() call
             if found is None and block and not state.closed:
                 found = self._wait_for_item(timeout)
             shed = self._settle()
