@@ -195,6 +195,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         changed = shed if pulled is None else [*shed, pulled]
         self.check(changed, twins_shed if twin is None else [*twins_shed, twin])
 
+    @precondition(lambda self: any(t.state is TicketState.WAITING for t in self.tickets))
+    @rule(pick=st.integers(0, 10**6))
+    def cancel_waiting(self, pick: int) -> None:
+        # most tickets ever made have finished: pick among the waiting for a real removal
+        waiting = self.in_state(TicketState.WAITING)
+        t = waiting[pick % len(waiting)]
+        changed = self.scheduler.cancel(t, self.now)
+        self.check(changed, self.model.cancel(self.twins[id(t)], self.now))
+
     @rule(dt=st.sampled_from([0.0, 0.25, 0.5, 1.0, 3.0]))
     def advance_and_expire(self, dt: float) -> None:
         self.now += dt
@@ -230,6 +239,11 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert lane.waiting <= lane.queue
             assert lane.waiting == len(lane.tickets())
             assert lane.stale == lane.stale_entries()
+            assert lane.solo or lane.waiting, "an empty lane starts over in solo mode"
+            if lane.solo:  # one flow's waiters, in arrivals alone
+                assert not lane.flows
+                assert not lane.ring
+                assert all(t.flow == lane.solo_key for t in lane.tickets())
 
     @invariant()
     def work_conserving(self) -> None:

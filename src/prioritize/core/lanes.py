@@ -20,6 +20,14 @@ counts these entries; when they outnumber live waiters the lane is
 compacted, so memory stays proportional to the live queue and every
 operation is amortised O(1).
 
+*Solo mode.* Most lanes serve one flow at a time (no flows given, or one
+tenant busy). While every live waiter shares one flow key, the lane keeps
+``arrivals`` alone: it *is* that flow's FIFO, so the flow record, the ring
+and the second deque cost nothing. The first waiter of another flow splits
+the lane (the solo flow's queue is built from ``arrivals``, O(n) once); it
+returns to solo mode when it empties. Each waiter is copied at most once per
+split, so this stays amortised O(1).
+
 Rejected alternatives: a heap re-heapified on eviction (O(n), the seed's
 defect); ``dict``-as-ordered-set (popping its front is O(n) between resizes);
 intrusive doubly-linked lists (exact O(1) but about twice the attribute
@@ -71,6 +79,8 @@ class Lane:
         "queue",
         "ring",
         "shed",
+        "solo",
+        "solo_key",
         "spare",
         "stale",
         "stride",
@@ -95,6 +105,9 @@ class Lane:
         #: stride-scheduling position under weighted order
         self.pass_ = 0.0
         self.arrivals: deque[Ticket] = deque()
+        #: every live waiter has flow ``solo_key``; ``flows`` and ``ring`` are empty
+        self.solo = True
+        self.solo_key: Hashable | None = None
         self.flows: dict[Hashable | None, _Flow] = {}
         self.ring: deque[_Flow] = deque()
         #: emptied flow records kept for reuse: most arrivals open an empty flow
@@ -109,6 +122,20 @@ class Lane:
         """Queue ``ticket`` at the back of its flow, to be shed at ``deadline``."""
         ticket.state = _WAITING
         ticket.deadline = deadline
+        if self.solo:
+            key = ticket.flow
+            if not self.waiting:
+                self.solo_key = key
+            elif key is not self.solo_key and key != self.solo_key:  # as a dict compares keys
+                self._split()
+                self._append_to_flow(ticket)
+                return
+            self.arrivals.append(ticket)
+            self.waiting += 1
+            return
+        self._append_to_flow(ticket)
+
+    def _append_to_flow(self, ticket: Ticket) -> None:
         flow = self.flows.get(ticket.flow)
         if flow is None:
             if self.spare:
@@ -123,8 +150,28 @@ class Lane:
         self.arrivals.append(ticket)
         self.waiting += 1
 
+    def _split(self) -> None:
+        """Leave solo mode: the solo flow gets its own queue of the live waiters."""
+        flow = self.spare.pop() if self.spare else _Flow(self.solo_key)
+        flow.key = self.solo_key
+        flow.queue.extend(t for t in self.arrivals if t.state is _WAITING)
+        flow.live = self.waiting
+        self.flows[flow.key] = flow
+        self.ring.append(flow)
+        self.solo = False
+
     def pop_next(self) -> Ticket:
         """Remove and return the next ticket to serve: the head of the flow whose turn it is."""
+        if self.solo:
+            arrivals = self.arrivals
+            ticket = arrivals.popleft()
+            while ticket.state is not _WAITING:
+                self.stale -= 1
+                ticket = arrivals.popleft()
+            waiting = self.waiting = self.waiting - 1
+            if not waiting or self.stale > 2 * waiting + _COMPACT_SLACK:
+                self._tidy()
+            return ticket
         ring = self.ring
         flow = ring[0]
         while not flow.live:  # orphans: their queues hold only stale entries
@@ -165,6 +212,9 @@ class Lane:
             arrivals.pop()
             self.stale -= 1
         ticket = arrivals.pop()
+        if self.solo:
+            self._left()
+            return ticket
         flow = self.flows[ticket.flow]
         # Newer entries of its flow, if any, are stale: it is the newest live one.
         queue = flow.queue
@@ -187,6 +237,9 @@ class Lane:
     def pop_oldest(self) -> Ticket:
         """Remove and return the longest-waiting ticket (call after `oldest` found one)."""
         ticket = self.arrivals.popleft()
+        if self.solo:
+            self._left()
+            return ticket
         flow = self.flows[ticket.flow]
         queue = flow.queue
         # It is the oldest live ticket of its flow too: whatever precedes it is stale.
@@ -204,8 +257,11 @@ class Lane:
         The caller changes the ticket's state first: that is what marks its
         two entries stale.
         """
-        self.stale += 2
-        self._flow_left(self.flows[ticket.flow])
+        if self.solo:
+            self.stale += 1
+        else:
+            self.stale += 2
+            self._flow_left(self.flows[ticket.flow])
         self._left()
 
     def _flow_left(self, flow: _Flow) -> None:
@@ -221,6 +277,7 @@ class Lane:
 
     def _tidy(self) -> None:
         if self.waiting == 0:
+            self.solo = True
             if self.stale:  # with no stale entry every deque is already empty
                 self.arrivals.clear()
                 self.flows.clear()
@@ -260,10 +317,13 @@ class Lane:
 
     def flow_keys(self) -> list[Hashable | None]:
         """Flows with live waiters, in the order they will be served (O(flows))."""
+        if self.solo:
+            return [self.solo_key] if self.waiting else []
         return [flow.key for flow in self.ring if flow.live]
 
     def stale_entries(self) -> int:
         """Recount what ``stale`` tracks incrementally (O(n); for invariant checks)."""
         entries = len(self.arrivals) + sum(len(flow.queue) for flow in self.ring)
         orphans = sum(1 for flow in self.ring if not flow.live)
-        return entries + orphans - 2 * self.waiting
+        live_entries = self.waiting if self.solo else 2 * self.waiting
+        return entries + orphans - live_entries
