@@ -12,6 +12,8 @@ out by their info string:
 * a ```` ```toml broken NAME ```` block must fail, and the ```` ```console ````
   block after it, ``$ prioritize check NAME`` and its output, must be exactly
   what the command prints for that file;
+* a ```` ```toml simulate NAME ```` block is a simulation file, run by the
+  docs test of its page (tests/adaptive/test_adaptive_docs.py);
 * any other ```` ```toml ```` block is an error here, so none goes unchecked.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,8 @@ DOCS = (
     "docs/policy-file.md",
     "docs/asyncio.md",
     "docs/threads.md",
+    "docs/queues.md",
+    "docs/adaptive.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -96,8 +101,14 @@ def test_toml_example_is_what_it_claims(block: Block, tmp_path: Path) -> None:
         with pytest.raises(ConfigError):
             policy_from_toml(block.text, block.tags[1])
         _check_console_transcript(block, tmp_path)
+    elif kind == "simulate":
+        # a simulation file: `prioritize simulate` runs it in tests/adaptive/test_adaptive_docs.py
+        assert len(block.tags) == 2, f"{block.id}: name the file, as 'simulate NAME.toml'"
+        assert "gates" in tomllib.loads(block.text)
     else:
-        pytest.fail(f"{block.id}: mark a toml block 'policy', 'pyproject' or 'broken NAME'")
+        pytest.fail(
+            f"{block.id}: mark a toml block 'policy', 'pyproject', 'broken NAME' or 'simulate NAME'"
+        )
 
 
 def _check_console_transcript(block: Block, tmp_path: Path) -> None:

@@ -38,12 +38,12 @@ from .core.tickets import Ticket as Ticket
 from .core.tickets import TicketState as TicketState
 from .errors import ConfigError as ConfigError
 from .errors import PrioritizeError as PrioritizeError
+from .errors import QueueClosed as QueueClosed
 from .errors import Rejected as Rejected
 from .errors import TicketStateError as TicketStateError
 from .errors import UnknownLevelError as UnknownLevelError
 from .executor import PriorityThreadPoolExecutor as PriorityThreadPoolExecutor
 from .queues import PriorityQueue as PriorityQueue
-from .queues import QueueClosed as QueueClosed
 from .queues import ThreadPriorityQueue as ThreadPriorityQueue
 
 __version__ = "0.1.0"

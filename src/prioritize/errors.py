@@ -27,6 +27,7 @@ __all__ = [
     "ConfigError",
     "PrioritizeError",
     "Problem",
+    "QueueClosed",
     "Rejected",
     "TicketStateError",
     "UnknownLevelError",
@@ -105,6 +106,10 @@ class UnknownLevelError(PrioritizeError, KeyError):
 
 class TicketStateError(PrioritizeError, RuntimeError):
     """A ticket was submitted twice, released without a seat, or used with the wrong gate."""
+
+
+class QueueClosed(PrioritizeError):
+    """A priority queue was closed and has nothing left to get."""
 
 
 class Rejected(PrioritizeError):

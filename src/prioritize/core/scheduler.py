@@ -68,6 +68,8 @@ _SHED = TicketState.SHED
 _FALLBACK_RETRY_AFTER = 1.0
 _MAX_RETRY_AFTER = 3600.0
 _WAIT_BATCH = WaitHistogram.BATCH
+#: resolved capacities kept at most (an adaptive gate's range, typically)
+_RESOLVED_KEPT = 1024
 
 
 @final
@@ -94,6 +96,7 @@ class Scheduler:
         "_releases",
         "_reserve",
         "_reserve_stale",
+        "_resolved",
         "_simple",
         "_vtime",
         "_waiting",
@@ -122,6 +125,8 @@ class Scheduler:
         self._has_min = False
         self._simple = False
         self._limits: list[LevelLimits] = []
+        #: ``policy.resolve`` by capacity, kept for resizes back to a capacity seen before
+        self._resolved: dict[int, list[LevelLimits]] = {}
         self._completions = CompletionRate()
         #: seats given back so far, the completion count behind ``retry_after``
         self._releases = 0
@@ -433,7 +438,14 @@ class Scheduler:
 
     def _apply_capacity(self, capacity: int) -> None:
         self._capacity = capacity
-        self._limits = self.policy.resolve(capacity)
+        limits = self._resolved.get(capacity)
+        if limits is None:
+            # An adaptive limit moves back and forth over a range of capacities:
+            # resolving percentages costs tens of µs, a lookup nothing.
+            if len(self._resolved) >= _RESOLVED_KEPT:
+                self._resolved.clear()
+            limits = self._resolved[capacity] = self.policy.resolve(capacity)
+        self._limits = limits
         for lane, lim in zip(self._lanes, self._limits, strict=True):
             lane.min = lim.min
             lane.max = lim.max

@@ -7,7 +7,7 @@ consumers). See docs/queues.md.
 
 from __future__ import annotations
 
-from ._state import QueueClosed as QueueClosed
+from ..errors import QueueClosed as QueueClosed
 from .aio import PriorityQueue as PriorityQueue
 from .threads import ThreadPriorityQueue as ThreadPriorityQueue
 

@@ -56,19 +56,14 @@ from ..core.levels import Level, LevelSet
 from ..core.policy import GatePolicy, LevelPolicy
 from ..core.scheduler import Scheduler
 from ..core.tickets import Ticket, TicketState
-from ..errors import PrioritizeError
 
-__all__ = ["QueueClosed", "QueueState"]
+__all__ = ["QueueState"]
 
 _WAITING = TicketState.WAITING
 _GRANTED = TicketState.GRANTED
 
 #: ``data`` of the tickets that hold seats for absent consumers
 _PLUG = object()
-
-
-class QueueClosed(PrioritizeError):
-    """The queue was closed and has nothing left to get."""
 
 
 @final

@@ -34,8 +34,8 @@ from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
 from ..core.tickets import Ticket, TicketState
-from ..errors import PrioritizeError, Rejected
-from ._state import QueueClosed, QueueState
+from ..errors import PrioritizeError, QueueClosed, Rejected
+from ._state import QueueState
 
 __all__ = ["PriorityQueue"]
 

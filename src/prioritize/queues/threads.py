@@ -27,8 +27,8 @@ from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
 from ..core.tickets import Ticket, TicketState
-from ..errors import Rejected
-from ._state import QueueClosed, QueueState
+from ..errors import QueueClosed, Rejected
+from ._state import QueueState
 
 __all__ = ["ThreadPriorityQueue"]
 
