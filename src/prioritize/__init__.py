@@ -16,6 +16,8 @@ from .aio import Gate as Gate
 from .aio import Slot as Slot
 from .config import load_policy as load_policy
 from .config import policy_from_toml as policy_from_toml
+from .context import current_level as current_level
+from .context import level_scope as level_scope
 from .core.classify import Classification as Classification
 from .core.classify import Classifier as Classifier
 from .core.classify import RequestInfo as RequestInfo
@@ -83,6 +85,8 @@ __all__ = [
     "TicketStateError",
     "TrustPolicy",
     "UnknownLevelError",
+    "current_level",
+    "level_scope",
     "load_policy",
     "parse_policy",
     "policy_from_toml",
