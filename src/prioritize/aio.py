@@ -37,7 +37,7 @@ from .core.policy import GatePolicy
 from .core.scheduler import Scheduler
 from .core.stats import GateStats
 from .core.tickets import Reason, Ticket, TicketState
-from .errors import PrioritizeError, Rejected
+from .errors import PrioritizeError, Rejected, TicketStateError
 
 __all__ = ["Gate", "Slot"]
 
@@ -180,6 +180,12 @@ class Gate:
 
     async def _wait(self, ticket: Ticket, changed: list[Ticket], timeout: float | None) -> None:
         """Everything after `Scheduler.submit` but the plain immediate grant."""
+        future = self._queue(ticket, changed)
+        if future is not None:
+            await self._await_grant(ticket, future, timeout)
+
+    def _queue(self, ticket: Ticket, changed: list[Ticket]) -> asyncio.Future[None] | None:
+        """Settle a submit: None if granted, the future to await if it waits; raises if shed."""
         scheduler = self._scheduler
         try:
             loop = self._bind()
@@ -190,7 +196,7 @@ class Gate:
         state = ticket.state
         if state is _GRANTED:
             self._settle(changed)
-            return
+            return None
         if state is not _WAITING:
             self._settle(changed)
             raise Rejected.from_ticket(ticket)
@@ -199,6 +205,11 @@ class Gate:
         if changed:
             self._settle(changed)  # waiters evicted to make room for this one
         self._arm_timer(loop)
+        return future
+
+    async def _await_grant(
+        self, ticket: Ticket, future: asyncio.Future[None], timeout: float | None
+    ) -> None:
         try:
             if timeout is None:
                 await future
@@ -207,9 +218,10 @@ class Gate:
                     await future
         except (asyncio.CancelledError, TimeoutError) as stop:
             # Waiting: leave the queue. Granted meanwhile: give the seat back.
-            self._settle(scheduler.cancel(ticket, loop.time()))
+            now = self._clock()
+            self._settle(self._scheduler.cancel(ticket, now))
             if isinstance(stop, TimeoutError):
-                raise self._timed_out(ticket, loop.time()) from None
+                raise self._timed_out(ticket, now) from None
             raise
 
     def _release(self, ticket: Ticket) -> None:
@@ -331,6 +343,37 @@ class Slot(Ticket):
         changed = gate._scheduler.release(self, gate._clock())
         if changed:
             gate._settle(changed)
+
+    # -- in two steps, for adapters that watch something else while they wait ------
+
+    def request(self) -> bool:
+        """Ask for the seat without waiting: True if it was granted at once.
+
+        False means the slot is queued: ``await slot.granted()`` for it (and
+        cancel that to withdraw). Raises `Rejected` if it was shed at once.
+        Once granted, `release` gives the seat back. The ASGI middleware uses
+        this to watch for a client's disconnect only when it has to wait.
+        """
+        gate = self._gate
+        changed = gate._scheduler.submit(self, gate._clock())
+        if self.state is _GRANTED and len(changed) == 1:
+            return True
+        return gate._queue(self, changed) is None
+
+    async def granted(self) -> None:
+        """Wait until a slot queued by `request` is granted; raises `Rejected` if it is shed.
+
+        Cancelling this withdraws the request (a grant that raced with the
+        cancellation is given back), so no seat leaks.
+        """
+        future = self.data
+        if not isinstance(future, asyncio.Future):
+            raise TicketStateError(f"{self!r} is not waiting: call request() first, once")
+        await self._gate._await_grant(self, future, self._timeout)
+
+    def release(self) -> None:
+        """Give back the seat of a slot granted through `request` / `granted`."""
+        self._gate._release(self)
 
     def __enter__(self) -> Slot:
         if self.wait:
