@@ -58,6 +58,9 @@ class Reason(StrEnum):
     LIMIT = "limit"
     #: the gate was closed
     SHUTDOWN = "shutdown"
+    #: refused at the client, before it was sent: the downstream has been rejecting
+    #: calls recently (client-side throttling) or asked for a pause with Retry-After
+    THROTTLED = "throttled"
 
 
 _NEW = TicketState.NEW

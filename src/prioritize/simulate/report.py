@@ -38,8 +38,9 @@ LIMIT_SLICES = 10
 #: Every reason, in the order reports show them. ``shutdown`` only counts requests
 #: stranded at the end of a run: still waiting once nothing could serve or time them
 #: out (``max_wait = inf`` and every seat they may take reserved for others), shed
-#: when the drained gate is closed, as at a service's shutdown.
-SHED_REASONS = tuple(Reason)
+#: when the drained gate is closed, as at a service's shutdown. ``throttled`` is left
+#: out: only an outbound HTTP client refuses with it, never a gate.
+SHED_REASONS = tuple(reason for reason in Reason if reason is not Reason.THROTTLED)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float | None:
