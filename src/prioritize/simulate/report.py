@@ -40,7 +40,7 @@ LIMIT_SLICES = 10
 #: out (``max_wait = inf`` and every seat they may take reserved for others), shed
 #: when the drained gate is closed, as at a service's shutdown. ``throttled`` is left
 #: out: only an outbound HTTP client refuses with it, never a gate.
-SHED_REASONS = tuple(reason for reason in Reason if reason is not Reason.THROTTLED)
+SHED_REASONS: tuple[Reason, ...] = tuple(r for r in Reason if r is not Reason.THROTTLED)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float | None:
