@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from prioritize import DEFAULT_LEVELS, current_level, level_scope
+from prioritize.context import enter_level, exit_level
 
 HIGH = DEFAULT_LEVELS["high"]
 BULK = DEFAULT_LEVELS["bulk"]
@@ -63,3 +64,13 @@ def test_a_thread_sees_the_level_of_the_context_it_is_given() -> None:
 def test_a_level_name_is_refused_with_what_is_accepted() -> None:
     with pytest.raises(TypeError, match=r"takes a Level .* not 'high'"), level_scope("high"):  # type: ignore[arg-type]
         pass
+
+
+def test_enter_and_exit_level_pair_up_like_a_scope() -> None:
+    token = enter_level(HIGH)
+    inner = enter_level(BULK)
+    assert current_level() is BULK
+    exit_level(inner)
+    assert current_level() is HIGH
+    exit_level(token)
+    assert current_level() is None

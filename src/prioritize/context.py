@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from .core.levels import Level
 
-__all__ = ["current_level", "level_scope"]
+__all__ = ["current_level", "enter_level", "exit_level", "level_scope"]
 
 _CURRENT: ContextVar[Level | None] = ContextVar("prioritize_current_level", default=None)
 
@@ -42,3 +42,17 @@ def level_scope(level: Level | None) -> Iterator[Level | None]:
         yield level
     finally:
         _CURRENT.reset(token)
+
+
+def enter_level(level: Level | None) -> Token[Level | None]:
+    """`level_scope` without the context manager, for adapters on a hot path.
+
+    Pair every call with `exit_level` in a ``finally``; the token restores
+    whatever was current before.
+    """
+    return _CURRENT.set(level)
+
+
+def exit_level(token: Token[Level | None]) -> None:
+    """Restore the level that was current before the matching `enter_level`."""
+    _CURRENT.reset(token)
