@@ -14,8 +14,8 @@ PUBLIC = [
     "LevelPolicy", "LevelSet", "LevelStats", "Order", "Percent", "Policy", "PrioritizeError",
     "PriorityQueue", "PriorityThreadPoolExecutor", "QueueClosed", "Reason", "Rejected",
     "RequestInfo", "Rule", "Scheduler", "Slot", "ThreadPriorityQueue", "Ticket", "TicketState",
-    "TicketStateError", "TrustPolicy", "UnknownLevelError", "current_level", "level_scope",
-    "load_policy", "parse_policy", "policy_from_toml",
+    "TicketStateError", "TrustDecision", "TrustPolicy", "UnknownLevelError", "current_level",
+    "level_scope", "load_policy", "parse_policy", "policy_from_toml",
 ]  # fmt: skip
 
 

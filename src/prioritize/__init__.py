@@ -22,6 +22,7 @@ from .core.classify import Classification as Classification
 from .core.classify import Classifier as Classifier
 from .core.classify import RequestInfo as RequestInfo
 from .core.classify import Rule as Rule
+from .core.classify import TrustDecision as TrustDecision
 from .core.classify import TrustPolicy as TrustPolicy
 from .core.config import Policy as Policy
 from .core.config import parse_policy as parse_policy
@@ -83,6 +84,7 @@ __all__ = [
     "Ticket",
     "TicketState",
     "TicketStateError",
+    "TrustDecision",
     "TrustPolicy",
     "UnknownLevelError",
     "current_level",

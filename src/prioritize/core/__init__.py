@@ -10,6 +10,7 @@ from .classify import Classification as Classification
 from .classify import Classifier as Classifier
 from .classify import RequestInfo as RequestInfo
 from .classify import Rule as Rule
+from .classify import TrustDecision as TrustDecision
 from .classify import TrustPolicy as TrustPolicy
 from .config import Policy as Policy
 from .config import parse_policy as parse_policy
@@ -49,6 +50,7 @@ __all__ = [
     "Scheduler",
     "Ticket",
     "TicketState",
+    "TrustDecision",
     "TrustPolicy",
     "WaitSummary",
     "parse_policy",

@@ -7,8 +7,9 @@ first matching rule gives the level; no match gives the default level.
 Then the trust rule (docs/concepts.md): a client-sent priority is an escalation
 vector, so a ``requested`` level from an untrusted caller may only *lower*
 the priority; a trusted caller's request replaces the rule's level. Whether a
-caller is trusted (signed header, trusted network) is decided by the adapter,
-from the settings in a `TrustPolicy`.
+caller is trusted (signed header, trusted network) is decided by
+`TrustPolicy.decide` (defined in `prioritize.core.trust`, re-exported here),
+which the adapter calls before building the `RequestInfo`.
 A requested name that is not a level is ignored, never an error: it comes
 from clients, and a typo in a header must not fail their request.
 
@@ -19,7 +20,6 @@ crosses segments, as in most routers and gitignore.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +28,17 @@ from typing import final
 
 from ..errors import ConfigError, Problem, UnknownLevelError, did_you_mean
 from .levels import DEFAULT_LEVELS, Level, LevelSet
+from .trust import TrustDecision, TrustPolicy
 
-__all__ = ["Classification", "Classifier", "RequestInfo", "Rule", "TrustPolicy"]
+__all__ = [
+    "Classification",
+    "Classifier",
+    "RequestInfo",
+    "Rule",
+    "TrustDecision",
+    "TrustPolicy",
+]
 
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: RFC 9110 token: what an HTTP method or a header name may be made of.
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -325,56 +332,6 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"<Classifier {len(self._rules)} rules, default {self._default.name}>"
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class TrustPolicy:
-    """Who may raise priority with the ``priority_header`` (others may only lower it).
-
-    ``trusted_networks`` are CIDR networks whose callers are trusted; the
-    adapter asks `is_trusted_address`. Raises `ConfigError` for a malformed
-    header name or network.
-    """
-
-    priority_header: str = "x-priority"
-    trusted_networks: tuple[str, ...] = ()
-    _networks: tuple[_Network, ...] = field(init=False, default=(), repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        networks = self.trusted_networks
-        networks = (networks,) if isinstance(networks, str) else tuple(networks)
-        object.__setattr__(self, "trusted_networks", networks)
-        object.__setattr__(self, "priority_header", self.priority_header.lower())
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems)
-        parsed = tuple(ipaddress.ip_network(text) for text in networks)
-        object.__setattr__(self, "_networks", parsed)
-
-    def problems(self, prefix: str = "trust") -> list[Problem]:
-        """Every malformed setting, each with its key path under ``prefix``."""
-        out: list[Problem] = []
-        if not _TOKEN.match(self.priority_header):
-            message = f"{self.priority_header!r} is not a header name like 'x-priority'"
-            out.append(Problem(f"{prefix}.priority_header", message))
-        for index, text in enumerate(self.trusted_networks):
-            try:
-                ipaddress.ip_network(text)
-            except (ValueError, TypeError) as exc:
-                message = f"{text!r} is not a network like '10.0.0.0/8' or 'fd00::/8' ({exc})"
-                out.append(Problem(f"{prefix}.trusted_networks[{index}]", message))
-        return out
-
-    def is_trusted_address(self, address: str) -> bool:
-        """True if ``address`` (an IP, as the socket reports it) is in a trusted network."""
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self._networks)
 
 
 def _level_problems(index: int, name: str, levels: LevelSet) -> list[Problem]:
