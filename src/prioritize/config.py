@@ -10,13 +10,20 @@ start-up catches one exception and prints it, whatever went wrong. Problems
 found in ``pyproject.toml`` carry their full key path there
 (``tool.prioritize.gates.api.capacity``). Errors about the file itself name
 it in their message; errors about its contents carry a note naming it.
+
+The secrets that sign priority tokens are read here too, from the
+environment variables the file names in ``trust.secret_env``: the core never
+reads the environment, and secrets never go in the file. An unset or empty
+variable is reported with the file's other problems.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .core.config import Policy, parse_policy
@@ -28,6 +35,7 @@ __all__ = ["POLICY_FILE", "Policy", "load_policy", "policy_from_toml"]
 POLICY_FILE = "prioritize.toml"
 _PYPROJECT = "pyproject.toml"
 _TOOL_TABLE = "tool.prioritize"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
@@ -39,6 +47,7 @@ def load_policy(path: str | os.PathLike[str] | None = None) -> Policy:
     ``pyproject.toml`` is read through its ``[tool.prioritize]`` table, which
     must then exist. Parent directories are not searched: which policy a
     service runs should not depend on where it happens to be started from.
+    The secrets named in ``trust.secret_env`` are read from the environment.
     """
     if path is not None:
         file = Path(path)
@@ -62,7 +71,8 @@ def policy_from_toml(text: str, source: str) -> Policy:
     """Check the policy written in TOML ``text``; ``source`` names it in messages.
 
     If ``source`` is a file called ``pyproject.toml``, the policy is its
-    ``[tool.prioritize]`` table.
+    ``[tool.prioritize]`` table. The secrets named in ``trust.secret_env`` are
+    read from the environment; an unset or empty variable is a problem.
     """
     return _build(_parse_toml(text, source), source)
 
@@ -72,16 +82,60 @@ def _build(data: Mapping[str, object], source: str) -> Policy:
     table = _tool_table(data, source) if is_pyproject else data
     if table is None:
         raise ConfigError(f"{source} has no [{_TOOL_TABLE}] table; add the policy there")
+    policy: Policy | None = None
+    problems: list[Problem] = []
     try:
-        return parse_policy(table, source)
+        policy = parse_policy(table, source)
+        names = policy.trust.secret_env
     except ConfigError as exc:
-        problems = exc.problems
+        problems.extend(exc.problems)
+        names = _secret_env_names(table)
+    secrets, missing = _read_secrets(names)
+    problems.extend(missing)
+    if problems or policy is None:
         if is_pyproject:
-            problems = tuple(
+            problems = [
                 Problem(f"{_TOOL_TABLE}.{p.path}" if p.path else _TOOL_TABLE, p.message)
                 for p in problems
-            )
+            ]
         raise ConfigError(problems, source) from None
+    if not secrets:
+        return policy
+    return replace(policy, trust=replace(policy.trust, secrets=secrets))
+
+
+def _read_secrets(names: Sequence[str]) -> tuple[tuple[bytes, ...], list[Problem]]:
+    """The secrets in the environment variables ``names``, or a problem for each one unset.
+
+    Secrets never go in the policy file, which ends up in version control and
+    in logs; the file names the variables (``trust.secret_env``) instead.
+    """
+    secrets: list[bytes] = []
+    problems: list[Problem] = []
+    for index, name in enumerate(names):
+        value = os.environ.get(name)
+        if value:
+            secrets.append(value.encode("utf-8"))
+            continue
+        state = "is not set" if value is None else "is empty"
+        message = (
+            f"environment variable {name} {state}; set it to the shared secret before "
+            f"starting, e.g. export {name}=$(openssl rand -hex 32) (the same value "
+            "in every service that signs or verifies priority tokens)"
+        )
+        problems.append(Problem(f"trust.secret_env[{index}]", message))
+    return tuple(secrets), problems
+
+
+def _secret_env_names(table: Mapping[str, object]) -> tuple[str, ...]:
+    """``trust.secret_env`` from a policy that failed to parse, if it is well-formed."""
+    trust = table.get("trust")
+    names = trust.get("secret_env") if isinstance(trust, Mapping) else None
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return ()
+    return tuple(n for n in names if _ENV_NAME.fullmatch(n))
 
 
 def _tool_table(data: Mapping[str, object], source: str) -> Mapping[str, object] | None:

@@ -310,7 +310,8 @@ def test_simulate_table_is_passed_through_untouched_and_read_only() -> None:
         (
             {"trust": {"trusted_network": []}},
             "trust.trusted_network: unknown key; did you mean 'trusted_networks'? accepted "
-            "keys: 'priority_header', 'trusted_networks'",
+            "keys: 'max_token_ttl', 'priority_header', 'secret_env', 'signed_header', "
+            "'token_ttl', 'trusted_networks', 'trusted_proxies'",
         ),
         ({"trust": {"priority_header": 1}}, "trust.priority_header: 1 is not a header name"),
         (

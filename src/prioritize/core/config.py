@@ -142,6 +142,11 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
         [trust]
         priority_header = "x-priority"
         trusted_networks = ["10.0.0.0/8"]
+        signed_header = "x-priority-token"
+        secret_env = ["PRIORITY_SECRET", "PRIORITY_SECRET_OLD"]  # names only; first signs
+        token_ttl = 30                  # seconds, > 0: tokens this service signs
+        max_token_ttl = 300             # seconds, ≥ token_ttl: longer-lived tokens are refused
+        trusted_proxies = ["10.1.0.0/16"]  # whose X-Forwarded-For is believed
         [simulate]                      # passed through; the simulator checks it
     """
     report = _Report()
@@ -168,12 +173,27 @@ _TOP_KEYS = ("default_level", "gates", "levels", "rules", "simulate", "trust")
 _GATE_KEYS = ("capacity", "levels", "order", "queue")
 _LEVEL_KEYS = ("max", "max_wait", "min", "queue", "weight")
 _RULE_KEYS = ("headers", "level", "method", "path", "path_prefix", "plan", "tenant")
-_TRUST_KEYS = ("priority_header", "trusted_networks")
+_TRUST_KEYS = (
+    "max_token_ttl",
+    "priority_header",
+    "secret_env",
+    "signed_header",
+    "token_ttl",
+    "trusted_networks",
+    "trusted_proxies",
+)
+#: Keys a user might try for the secret itself, which never belongs in the file.
+_SECRET_KEYS = ("key", "secret", "secret_key", "secrets")
+_NO_SECRETS_IN_FILE = (
+    "secrets never go in the policy file; put each in an environment variable "
+    "and list the variables' names in secret_env, e.g. secret_env = ['PRIORITY_SECRET']"
+)
 #: `Rule` field name -> the TOML key it comes from, to report problems where the user wrote them
 _RULE_FIELD_KEYS = {"methods": "method", "tenants": "tenant", "plans": "plan"}
 _ORDERS = frozenset(o.value for o in Order)
 _COUNT = "a whole number ≥ 0"
 _SECONDS = "a number of seconds ≥ 0 (or inf)"
+_POSITIVE_SECONDS = "a number of seconds > 0"
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -333,18 +353,59 @@ def _parse_headers(raw: object, path: str, report: _Report) -> dict[str, str | t
 
 
 def _parse_trust(raw: object, report: _Report) -> TrustPolicy | None:
-    table = report.table({} if raw is None else raw, "trust", _TRUST_KEYS)
+    table = report.table({} if raw is None else raw, "trust", None)
     if table is None:
         return None
     before = len(report.problems)
+    for key in table:
+        if key in _SECRET_KEYS:
+            report.add(_join("trust", key), _NO_SECRETS_IN_FILE)
+        elif key not in _TRUST_KEYS:
+            report.add(_join("trust", key), unknown_key(key, _TRUST_KEYS))
     header = report.get(table, "priority_header", "trust", "a header name", _is_str)
+    signed = report.get(table, "signed_header", "trust", "a header name", _is_str)
     networks = report.strings(table, "trusted_networks", "trust", allow_empty=True)
+    proxies = report.strings(table, "trusted_proxies", "trust", allow_empty=True)
+    secret_env = report.strings(table, "secret_env", "trust", allow_empty=True)
+    ttl = report.get(table, "token_ttl", "trust", _POSITIVE_SECONDS, _is_positive_seconds)
+    max_ttl = report.get(table, "max_token_ttl", "trust", _POSITIVE_SECONDS, _is_positive_seconds)
+    ttl, max_ttl = _stand_in_ttls(table, ttl, max_ttl)
+    default = TrustPolicy()
     try:
-        trust = TrustPolicy("x-priority" if header is None else header, networks)
+        trust = TrustPolicy(
+            priority_header=default.priority_header if header is None else header,
+            trusted_networks=networks,
+            signed_header=default.signed_header if signed is None else signed,
+            secret_env=secret_env,
+            token_ttl=ttl,
+            max_token_ttl=max_ttl,
+            trusted_proxies=proxies,
+        )
     except ConfigError as exc:
         report.problems.extend(exc.problems)
         return None
     return trust if len(report.problems) == before else None
+
+
+def _stand_in_ttls(
+    table: Mapping[str, object], ttl: float | None, max_ttl: float | None
+) -> tuple[float, float]:
+    """The two ttls, with defaults for those absent or wrong (already reported).
+
+    What stands in for a wrong value must not clash with the other ttl: that
+    would report a consequence of the mistake as a second mistake. An absent
+    value gets the plain default, so a real clash is still reported.
+    """
+    default = TrustPolicy()
+    if ttl is None:
+        ttl = default.token_ttl
+        if "token_ttl" in table and max_ttl is not None:
+            ttl = min(ttl, max_ttl)
+    if max_ttl is None:
+        max_ttl = default.max_token_ttl
+        if "max_token_ttl" in table:
+            max_ttl = max(max_ttl, ttl)
+    return ttl, max_ttl
 
 
 class _Report:
@@ -466,6 +527,10 @@ def _is_order(value: object) -> TypeGuard[str]:
 
 
 def _is_weight(value: object) -> TypeGuard[float]:
+    return _is_number(value) and math.isfinite(value) and value > 0
+
+
+def _is_positive_seconds(value: object) -> TypeGuard[float]:
     return _is_number(value) and math.isfinite(value) and value > 0
 
 
