@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from .check import check
+from .sign import sign
 from .simulate import simulate
 
 __all__ = ["main"]
@@ -25,3 +26,4 @@ def main() -> None:
 
 main.add_command(check)
 main.add_command(simulate)
+main.add_command(sign)
