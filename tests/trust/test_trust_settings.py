@@ -208,7 +208,7 @@ NO_SECRETS = (
         ({"max_token_ttl": -1}, "trust.max_token_ttl: -1 is not a number of seconds > 0"),
         (
             {"token_ttl": 600},
-            "trust.max_token_ttl: 300.0 is less than token_ttl (600), so this service's own "
+            "trust.max_token_ttl: 300 is less than token_ttl (600), so this service's own "
             "tokens would be refused; max_token_ttl must be ≥ token_ttl (default 300)",
         ),
         (

@@ -138,7 +138,8 @@ class TrustPolicy:
                 out.append(Problem(f"{prefix}.{key}", message))
         if ttls_valid and self.max_token_ttl < self.token_ttl:
             message = (
-                f"{self.max_token_ttl!r} is less than token_ttl ({self.token_ttl!r}), so this "
+                f"{_seconds(self.max_token_ttl)} is less than token_ttl "
+                f"({_seconds(self.token_ttl)}), so this "
                 "service's own tokens would be refused; max_token_ttl must be ≥ token_ttl "
                 f"(default {_MAX_TOKEN_TTL:g})"
             )
@@ -256,6 +257,11 @@ def _is_positive_seconds(value: object) -> bool:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return False
     return math.isfinite(value) and value > 0
+
+
+def _seconds(value: float) -> str:
+    """``300`` rather than ``300.0``: the default is a float, the user may have written neither."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
 
 
 def _secret_problem(secret: object) -> str:
