@@ -41,6 +41,7 @@ DOCS = (
     "docs/threads.md",
     "docs/queues.md",
     "docs/adaptive.md",
+    "docs/trust.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
