@@ -11,7 +11,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from prioritize.core.signing import Verified, key_id, sign_priority, verify_priority
+from prioritize.core.signing import (
+    Verified,
+    key_id,
+    keyring,
+    sign_priority,
+    verify_priority,
+    verify_with_keyring,
+)
 
 SECRET = b"s3cret-shared-by-every-service"
 OLD = b"the-secret-before-rotation"
@@ -285,3 +292,13 @@ def test_changing_any_one_character_of_a_real_token_never_yields_a_valid_one(
     result = verify(changed)
     assert result.level is None
     assert result.problem in {"malformed", "forged", "expired"}
+
+
+def test_a_keyring_indexes_secrets_by_key_id_and_tries_each_under_one_id() -> None:
+    ring = keyring((SECRET, OLD))
+    assert dict(ring) == {key_id(SECRET): (SECRET,), key_id(OLD): (OLD,)}
+    token = sign_priority("high", secret=SECRET, now=NOW)
+    # Two secrets whose ids collide (1 in 4 billion) are both tried.
+    shared = {key_id(SECRET): (OTHER, SECRET)}
+    assert verify_with_keyring(token, keyring=shared, now=NOW) == Verified("high", None)
+    assert verify_with_keyring(token, keyring={}, now=NOW) == Verified(None, "forged")

@@ -40,11 +40,19 @@ import hashlib
 import hmac
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, final
 
-__all__ = ["Verified", "check_level_name", "key_id", "sign_priority", "verify_priority"]
+__all__ = [
+    "Verified",
+    "check_level_name",
+    "key_id",
+    "keyring",
+    "sign_priority",
+    "verify_priority",
+    "verify_with_keyring",
+]
 
 VERSION: Final = "v1"
 _LEVEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -124,15 +132,32 @@ def verify_priority(
     leaked token is worth. The level is not checked against any level set.
     Never raises on ``token``.
     """
+    return verify_with_keyring(token, keyring=keyring(secrets), now=now, max_ttl=max_ttl, skew=skew)
+
+
+def keyring(secrets: Sequence[bytes]) -> Mapping[str, tuple[bytes, ...]]:
+    """``secrets`` by key id, for `verify_with_keyring`: built once, not per token."""
+    ring: dict[str, tuple[bytes, ...]] = {}
+    for secret in secrets:
+        kid = key_id(secret)
+        ring[kid] = (*ring.get(kid, ()), secret)  # two secrets may share an id: try both
+    return ring
+
+
+def verify_with_keyring(
+    token: str,
+    *,
+    keyring: Mapping[str, tuple[bytes, ...]],
+    now: float,
+    max_ttl: float = 300.0,
+    skew: float = 5.0,
+) -> Verified:
+    """`verify_priority` with the secrets already indexed by `keyring`, for hot paths."""
     parts = _parse(token)
     if parts is None:
         return _MALFORMED
     level, expires, kid, mac, body = parts
-    if not any(
-        hmac.compare_digest(mac, _digest(secret, body))
-        for secret in secrets
-        if key_id(secret) == kid
-    ):
+    if not any(hmac.compare_digest(mac, _digest(s, body)) for s in keyring.get(kid, ())):
         return _FORGED
     if expires < now - skew:
         return _EXPIRED

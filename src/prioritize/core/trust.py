@@ -26,10 +26,12 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import final
 
 from ..errors import ConfigError, Problem
-from .signing import check_level_name, sign_priority, verify_priority
+from .signing import check_level_name, keyring, sign_priority, verify_with_keyring
 
 __all__ = ["TrustDecision", "TrustPolicy"]
 
@@ -89,6 +91,9 @@ class TrustPolicy:
     trusted_proxies: tuple[str, ...] = ()
     _networks: tuple[_Network, ...] = field(init=False, default=(), repr=False, compare=False)
     _proxies: tuple[_Network, ...] = field(init=False, default=(), repr=False, compare=False)
+    _keyring: Mapping[str, tuple[bytes, ...]] = field(
+        init=False, default_factory=dict, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -103,6 +108,7 @@ class TrustPolicy:
             raise ConfigError(problems)
         set_(self, "_networks", tuple(ipaddress.ip_network(t) for t in self.trusted_networks))
         set_(self, "_proxies", tuple(ipaddress.ip_network(t) for t in self.trusted_proxies))
+        set_(self, "_keyring", MappingProxyType(dict(keyring(self.secrets))))
 
     def problems(self, prefix: str = "trust") -> list[Problem]:
         """Every malformed setting, each with its key path under ``prefix``."""
@@ -171,8 +177,8 @@ class TrustPolicy:
         ignored: str | None = None
         token = headers.get(self.signed_header)
         if token is not None:
-            verified = verify_priority(
-                token, secrets=self.secrets, now=now, max_ttl=self.max_token_ttl
+            verified = verify_with_keyring(
+                token, keyring=self._keyring, now=now, max_ttl=self.max_token_ttl
             )
             if verified.level is not None:
                 return TrustDecision(verified.level, True, client, None)
@@ -238,8 +244,12 @@ def _network_problems(path: str, networks: tuple[str, ...]) -> list[Problem]:
 
 def _parse_address(text: str) -> _Address | None:
     """An IP address, IPv4-mapped IPv6 read as the IPv4 it maps; None if not an address."""
-    if not isinstance(text, str):
-        return None
+    return _parse_text(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_text(text: str) -> _Address | None:
+    # ip_address() costs about 3 µs and every request parses its peer; peers repeat.
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
