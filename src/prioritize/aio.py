@@ -113,7 +113,12 @@ class Gate:
         most ``timeout`` seconds if given) and raises `Rejected` when shed.
         The block's value is the granted `Ticket` (``ticket.waited``).
         """
-        found = self._by_name.get(level) if type(level) is str else None
+        if type(level) is str:
+            found = self._by_name.get(level)
+        elif type(level) is Level and self._by_name.get(level.name) is level:
+            found = level  # a Level of this gate's set (a classifier's answer): no resolving
+        else:
+            found = None
         return Slot(self, found or self._level(level), flow, timeout, True)
 
     def try_slot(self, level: Level | str = "normal", flow: Hashable | None = None) -> Slot:

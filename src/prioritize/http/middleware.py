@@ -124,6 +124,10 @@ class PriorityMiddleware:
         self._exempt = tuple(_strip(prefix) for prefix in exempt)
         self._classifier = policy.classifier()
         self._trust = policy.trust
+        #: header names (raw lowercase bytes, and as str) that rules or trust read
+        wanted = {name for rule in policy.rules for name in rule.headers}
+        wanted |= {policy.trust.priority_header, policy.trust.signed_header, "x-forwarded-for"}
+        self._wanted = tuple((name.encode("latin-1"), name) for name in sorted(wanted))
         self._tenant = tenant
         self._plan = plan
         self._wall_clock = wall_clock
@@ -150,11 +154,7 @@ class PriorityMiddleware:
 
     def classify(self, scope: Scope) -> tuple[Level, str, str | None]:
         """The request's level, the name of its gate, and its flow (the tenant)."""
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope.get("headers", ()):
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        headers = self._read_headers(scope.get("headers", ()))
         client = scope.get("client")
         decision = self._trust.decide(headers, client[0] if client else None, self._wall_clock())
         if decision.ignored is not None:
@@ -170,6 +170,28 @@ class PriorityMiddleware:
             trusted=decision.trusted,
         )
         return self._classifier.classify(info), self._gate_for(scope["path"]), tenant
+
+    def _read_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        """The headers the rules and the trust decision look at, decoded; the rest left as bytes.
+
+        A browser sends a dozen headers and the policy reads two or three:
+        one C-level ``dict()`` of the raw pairs, then a lookup per wanted
+        name. A name sent more than once (``X-Forwarded-For`` through several
+        proxies may be) is joined with ", " as RFC 9110 §5.3 allows.
+        """
+        raw = list(raw)
+        by_name = dict(raw)
+        if len(by_name) != len(raw):  # a repeated name: join its values, in order
+            joined: dict[bytes, bytes] = {}
+            for name, value in raw:
+                joined[name] = joined[name] + b", " + value if name in joined else value
+            by_name = joined
+        headers: dict[str, str] = {}
+        for key, name in self._wanted:
+            value = by_name.get(key)
+            if value is not None:
+                headers[name] = value.decode("latin-1")
+        return headers
 
     def _gate_for(self, path: str) -> str:
         for prefix, name in self._routes:
