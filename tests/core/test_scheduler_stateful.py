@@ -110,6 +110,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.last_granted: dict[tuple[int, Hashable | None], int] = {}
         self.submitted: dict[int, int] = {}
         self.released: dict[int, int] = {}
+        #: ids of tickets a take() pulled: released without ever holding a seat
+        self.pulled: set[int] = set()
 
     @initialize(policy=gate_policies())
     def start(self, policy: GatePolicy) -> None:
@@ -192,6 +194,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         pulled = self.scheduler.take(self.now, shed)
         twin, twins_shed = self.model.take(self.now)
         assert (pulled is None) == (twin is None)
+        if pulled is not None:
+            self.pulled.add(id(pulled))
         changed = shed if pulled is None else [*shed, pulled]
         self.check(changed, twins_shed if twin is None else [*twins_shed, twin])
 
@@ -274,10 +278,13 @@ class SchedulerMachine(RuleBasedStateMachine):
         for stats, lane in zip(self.scheduler.stats().levels, self.scheduler._lanes, strict=True):
             rank = lane.level.rank
             assert stats.submitted == self.submitted.get(rank, 0)
-            released = sum(
-                1 for t in self.tickets if t.level.rank == rank and t.state is TicketState.RELEASED
-            )
-            assert stats.released == released
+            released = [
+                t for t in self.tickets if t.level.rank == rank and t.state is TicketState.RELEASED
+            ]
+            assert stats.released == len(released)
+            # a seat given back is a service sample; a take() held no seat
+            assert stats.service.count == sum(1 for t in released if id(t) not in self.pulled)
+            assert stats.wait.count == stats.granted
             ended = stats.granted + stats.shed_total + stats.cancelled
             assert stats.submitted == ended + stats.waiting
             assert stats.granted == stats.released + stats.in_use

@@ -11,14 +11,18 @@ from prioritize.core.stats import _BUCKETS, _OFFSET, _SUB, _UPPER, WaitHistogram
 
 
 def reference_buckets(samples: list[float]) -> tuple[list[int], int]:
-    """Per-sample bucketing, the definition: ``floor(4·log2(w)) + 120``, clamped."""
+    """Per-sample bucketing, the definition: ``ceil(4·log2(w)) - 1 + 120``, clamped.
+
+    A bucket is closed above, as a Prometheus ``le`` bucket: a sample on an edge
+    counts in the bucket the edge ends.
+    """
     buckets = [0] * _BUCKETS
     zero = 0
     for seconds in samples:
         if seconds <= 0.0:
             zero += 1
             continue
-        index = int(math.log2(seconds) * _SUB + _OFFSET)
+        index = math.ceil(math.log2(seconds) * _SUB) - 1 + _OFFSET
         buckets[min(max(index, 0), _BUCKETS - 1)] += 1
     return buckets, zero
 
@@ -66,8 +70,8 @@ def test_a_quantile_is_within_one_bucket_above_the_exact_value(samples: list[flo
 
 
 def test_samples_a_few_ulps_either_side_of_every_bucket_boundary_land_as_defined() -> None:
-    # log2 rounds up just below most boundaries, so the definition puts a few
-    # values under the float bound into the upper bucket: fold must agree.
+    # log2 rounds either way near most boundaries, so the definition puts a few
+    # values a few ulps off the float bound on the other side: fold must agree.
     samples = []
     for bound in _UPPER:
         below = above = bound

@@ -78,6 +78,7 @@ class Lane:
         "pass_",
         "queue",
         "ring",
+        "service",
         "shed",
         "solo",
         "solo_key",
@@ -117,6 +118,8 @@ class Lane:
         self.cancelled = 0
         self.shed: dict[Reason, int] = dict.fromkeys(Reason, 0)
         self.waits = WaitHistogram()
+        #: how long each seat given back by ``Scheduler.release`` was held
+        self.service = WaitHistogram()
 
     def append(self, ticket: Ticket, deadline: float) -> None:
         """Queue ``ticket`` at the back of its flow, to be shed at ``deadline``."""
@@ -309,6 +312,7 @@ class Lane:
             cancelled=self.cancelled,
             shed=dict(self.shed),
             wait=self.waits.summary(),
+            service=self.service.summary(),
         )
 
     def tickets(self) -> list[Ticket]:

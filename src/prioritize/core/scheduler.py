@@ -182,6 +182,16 @@ class Scheduler:
         levels = tuple(lane.stats() for lane in self._lanes)
         return GateStats(self.name, self._capacity, self._in_use, self._waiting, levels)
 
+    def histograms(self, level: Level | str | int) -> tuple[WaitHistogram, WaitHistogram]:
+        """The live wait and service histograms behind one level's stats.
+
+        For adapters that carry stats over from one scheduler to the next (a
+        queue switching layouts): read or `WaitHistogram.merge` them, never
+        record into them.
+        """
+        lane = self._lanes[self.levels.resolve(level).rank]
+        return lane.waits, lane.service
+
     def retry_after(self, level: Level | str | int, now: float) -> float:
         """Seconds until a new request at ``level`` could be served: the estimate a shed
         ticket carries, for adapters that refuse a request themselves (a client timeout)."""
@@ -281,6 +291,10 @@ class Scheduler:
         else:
             now = self._now
         ticket.state = _RELEASED
+        service = lane.service.pending
+        service.append(now - ticket.granted_at)  # type: ignore[operator]  # set: it was granted
+        if len(service) >= _WAIT_BATCH:
+            lane.service.fold()
         held = lane.held
         lane.held = held - 1
         if held <= lane.min:
