@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from prioritize import ConfigError, Reason
+from prioritize import ConfigError, Reason, TrustPolicy
 from prioritize.http.middleware import PriorityMiddleware
 from prioritize.http.problem import PROBLEM_TYPE
 
@@ -341,3 +343,52 @@ def test_bad_configuration_names_what_is_wrong_and_what_is_accepted() -> None:
         PriorityMiddleware(Recorder(), policy(), gate="web")
     with pytest.raises(TypeError, match=r"takes a Policy .* not str"):
         PriorityMiddleware(Recorder(), POLICY_TOML, gate="api")  # type: ignore[arg-type]
+
+
+TRUSTED_TOML = (
+    POLICY_TOML
+    + """
+[trust]
+trusted_networks = ["10.0.0.0/8"]
+trusted_proxies = ["127.0.0.1/32"]
+"""
+)
+
+
+def test_a_trusted_client_behind_a_trusted_proxy_may_raise_its_priority() -> None:
+    # httpx's in-process transport reports the peer as 127.0.0.1: the trusted proxy
+    async def body() -> None:
+        app = Recorder()
+        async with client(PriorityMiddleware(app, policy(TRUSTED_TOML), gate="api")) as http:
+            # the header twice, as two proxies may write it: joined "10.1.2.3, 127.0.0.1",
+            # read from the right past the trusted proxy (the last one alone would not do)
+            two_hops = [
+                ("x-forwarded-for", "10.1.2.3"),
+                ("x-forwarded-for", "127.0.0.1"),
+                ("x-priority", "critical"),
+            ]
+            trusted = (await http.get("/catalog", headers=two_hops)).json()
+            outsider = [("x-forwarded-for", "203.0.113.9"), ("x-priority", "critical")]
+            untrusted = (await http.get("/catalog", headers=outsider)).json()
+        assert trusted["level"] == "critical"
+        assert untrusted["level"] == "normal"
+
+    run(body)
+
+
+def test_a_signed_token_raises_and_a_forged_one_is_ignored_and_counted() -> None:
+    async def body() -> None:
+        app = Recorder()
+        trust = TrustPolicy(secrets=(b"a shared secret of the two services",))
+        signed = trust.sign("critical", time.time())
+        forged = TrustPolicy(secrets=(b"some other secret",)).sign("critical", time.time())
+        pol = dataclasses.replace(policy(), trust=trust)
+        middleware = PriorityMiddleware(app, pol, gate="api")
+        async with client(middleware) as http:
+            raised = (await http.get("/catalog", headers=signed)).json()
+            refused = (await http.get("/catalog", headers=forged)).json()
+        assert raised["level"] == "critical"
+        assert refused["level"] == "normal"
+        assert middleware.ignored_headers == {"forged": 1}
+
+    run(body)

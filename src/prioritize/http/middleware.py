@@ -183,14 +183,15 @@ class PriorityMiddleware:
         by_name = dict(raw)
         if len(by_name) != len(raw):  # a repeated name: join its values, in order
             joined: dict[bytes, bytes] = {}
-            for name, value in raw:
-                joined[name] = joined[name] + b", " + value if name in joined else value
+            for raw_name, raw_value in raw:
+                previous = joined.get(raw_name)
+                joined[raw_name] = raw_value if previous is None else previous + b", " + raw_value
             by_name = joined
         headers: dict[str, str] = {}
         for key, name in self._wanted:
-            value = by_name.get(key)
-            if value is not None:
-                headers[name] = value.decode("latin-1")
+            found = by_name.get(key)
+            if found is not None:
+                headers[name] = found.decode("latin-1")
         return headers
 
     def _gate_for(self, path: str) -> str:
