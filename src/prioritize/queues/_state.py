@@ -10,7 +10,9 @@ item**, and a grant is an item handed to such a consumer. Two layouts
 follow, one per way of consuming:
 
 * **take layout** (``get()``): one seat. While nobody waits in ``get()`` the
-  seat is held by a *plug* ticket, so every put waits in the scheduler in
+  seat is held by a *plug* ticket (of a private level ranked below every
+  real one: with no ``min`` in this layout its rank decides nothing, and
+  last keeps it out of the order loops' way), so every put waits in the scheduler in
   policy order, and ``get`` pulls the next item with `Scheduler.take` (the
   order rules, no seat counted: the consumer asking is the free seat). When
   consumers wait and nothing is queued, the seat is freed, so a put is
@@ -28,6 +30,14 @@ follow, one per way of consuming:
 Switching layouts (``serve`` starting or stopping) files the waiting items
 into a fresh scheduler, oldest first, each submitted at its own original
 time so its ``max_wait`` deadline is kept: O(n) once per switch.
+
+*Stats.* Plugs live on their own level in both layouts, so the policy's
+levels count items only. A switch retires the old scheduler's counters and
+histograms into ``_retired`` (less the queued items it moved, which are
+counted again where they end), so `stats` never goes back: Prometheus
+counters stay monotonic. Service times are kept from the serve layout only:
+there a seat is held while the handler runs; a take layout's seat is held
+by whatever item was handed last, which measures nothing.
 
 Invariant of the take layout, between calls: the seat is free exactly when
 more consumers wait (``getters``) than items are ready for them (``ready``,
@@ -55,15 +65,30 @@ from typing import final
 from ..core.levels import Level, LevelSet
 from ..core.policy import GatePolicy, LevelPolicy
 from ..core.scheduler import Scheduler
-from ..core.tickets import Ticket, TicketState
+from ..core.stats import GateStats, LevelStats, WaitHistogram
+from ..core.tickets import Reason, Ticket, TicketState
 
 __all__ = ["QueueState"]
 
 _WAITING = TicketState.WAITING
 _GRANTED = TicketState.GRANTED
+_SHED = TicketState.SHED
 
 #: ``data`` of the tickets that hold seats for absent consumers
 _PLUG = object()
+
+
+@final
+class _Retired:
+    """What the schedulers a queue has switched away from counted for one level."""
+
+    __slots__ = ("granted", "service", "shed", "waits")
+
+    def __init__(self) -> None:
+        self.granted = 0
+        self.shed: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        self.waits = WaitHistogram()
+        self.service = WaitHistogram()
 
 
 @final
@@ -75,7 +100,9 @@ class QueueState:
 
     __slots__ = (
         "_plug_level",
+        "_plug_name",
         "_plugs",
+        "_retired",
         "by_name",
         "closed",
         "getters",
@@ -96,10 +123,12 @@ class QueueState:
                 "from a policy file use Policy.gate(name)"
             )
         self.policy = policy
-        self.scheduler = Scheduler(_take_policy(policy))
+        self._plug_name = _plug_name(policy.level_set)
+        self.scheduler = Scheduler(_take_policy(policy, self._plug_name))
         self.by_name: dict[str, Level] = {}
-        self._plug_level: Level | None = None
+        self._plug_level = self.scheduler.levels[self._plug_name]
         self._use_levels()
+        self._retired = {name: _Retired() for name in policy.level_set.names}
         #: the ticket holding the take layout's seat, None when the seat is free
         self.holder: Ticket | None = None
         #: serve layout: seats held for workers that are not waiting yet
@@ -125,6 +154,54 @@ class QueueState:
         resolved = self.level(level)
         return self.scheduler.waiting_at(resolved) + sum(
             1 for t in self.ready if t.level is resolved
+        )
+
+    def stats(self) -> GateStats:
+        """Items per level since the queue was made: handed out, shed, queued.
+
+        ``granted`` counts items handed to a consumer; ``in_use`` and
+        ``capacity`` count ``serve`` workers busy and running (0 for ``get()``
+        consumers, whose work the queue cannot see), and ``service`` their
+        handlers' run times.
+        """
+        scheduler = self.scheduler
+        levels = tuple(
+            self._level_stats(scheduler, current)
+            for current in scheduler.stats().levels
+            if current.level in self._retired
+        )
+        capacity = scheduler.capacity if self.serving else 0
+        in_use = sum(level.in_use for level in levels)
+        waiting = sum(level.waiting for level in levels)
+        return GateStats(self.policy.name, capacity, in_use, waiting, levels)
+
+    def _level_stats(self, scheduler: Scheduler, current: LevelStats) -> LevelStats:
+        retired = self._retired[current.level]
+        waits, service = scheduler.histograms(current.level)
+        all_waits = WaitHistogram()
+        all_waits.merge(retired.waits)
+        all_waits.merge(waits)
+        all_service = WaitHistogram()
+        all_service.merge(retired.service)
+        if self.serving:
+            all_service.merge(service)
+        shed = {reason: retired.shed[reason] + n for reason, n in current.shed.items()}
+        granted = retired.granted + current.granted
+        in_use = current.in_use if self.serving else 0
+        return LevelStats(
+            level=current.level,
+            min=current.min,
+            max=current.max,
+            in_use=in_use,
+            waiting=current.waiting,
+            flows=current.flows,
+            submitted=granted + sum(shed.values()) + current.waiting,
+            granted=granted,
+            released=granted - in_use,
+            cancelled=0,
+            shed=shed,
+            wait=all_waits.summary(),
+            service=all_service.summary(),
         )
 
     def level(self, level: Level | str | int) -> Level:
@@ -219,12 +296,11 @@ class QueueState:
                     self.wake += 1
                 else:
                     self._shed_waiter(t)
-        if self.holder is None and self.getters <= len(self.ready) and self._plug_level:
+        if self.holder is None and self.getters <= len(self.ready):
             plug = Ticket(self._plug_level, None, _PLUG)
             scheduler.submit(plug, now)
             # The seat was free, so nothing was queued: the plug has it, unless the
-            # scheduler is closed (nothing is queued again then). With every level's
-            # max at 0 there is no plug level, and every put is refused anyway.
+            # scheduler is closed (nothing is queued again then).
             if plug.state is _GRANTED:
                 self.holder = plug
 
@@ -237,20 +313,19 @@ class QueueState:
                 f"cannot serve a queue while {self.getters} get() call(s) wait on it; "
                 "consume a queue with get() or with serve(), not both at once"
             )
-        policy = _serve_policy(self.policy)
+        policy = _serve_policy(self.policy, self._plug_name)
         items = self._collect(now)
         scheduler = Scheduler(policy)
         start = min((t.submitted_at for t in items), default=now)
         if concurrency != scheduler.capacity:
             scheduler.resize(concurrency, start)
-        plug_level = scheduler.levels[0]
         self.scheduler = scheduler
         self.holder = None
-        self._plugs = [Ticket(plug_level, None, _PLUG) for _ in range(concurrency)]
+        self._use_levels()
+        self._plugs = [Ticket(self._plug_level, None, _PLUG) for _ in range(concurrency)]
         for plug in self._plugs:
             scheduler.submit(plug, start)
         self.serving = True
-        self._use_levels()
         self._refile(items, now)
 
     def claim(self, now: float) -> Ticket | None:
@@ -268,7 +343,7 @@ class QueueState:
     def stop_serving(self, now: float) -> None:
         """Back to the take layout; call once no handler runs any more."""
         items = self._collect(now)
-        self.scheduler = Scheduler(_take_policy(self.policy))
+        self.scheduler = Scheduler(_take_policy(self.policy, self._plug_name))
         self.serving = False
         self._plugs = []
         self.holder = None
@@ -319,12 +394,37 @@ class QueueState:
         self.shed.append(ticket)
 
     def _collect(self, now: float) -> list[Ticket]:
-        """Every queued or ready item, oldest first, taken out of the current scheduler."""
+        """Every queued or ready item, oldest first, taken out of the current scheduler.
+
+        The scheduler is retired: its counts are kept for `stats`.
+        """
         items = self.scheduler.close(now)  # withdraws the waiters (marked shed there, not here)
         items.extend(self.ready)
         self.ready.clear()
+        self._retire(items)
         items.sort(key=lambda t: t.submitted_at)
         return items
+
+    def _retire(self, moved: list[Ticket]) -> None:
+        """Keep the current scheduler's counts; ``moved`` items will be counted again."""
+        scheduler = self.scheduler
+        for current in scheduler.stats().levels:
+            retired = self._retired.get(current.level)
+            if retired is None:
+                continue  # the plugs' level
+            waits, service = scheduler.histograms(current.level)
+            retired.waits.merge(waits)
+            if self.serving:
+                retired.service.merge(service)
+            retired.granted += current.granted
+            for reason, n in current.shed.items():
+                retired.shed[reason] += n
+        for ticket in moved:
+            retired = self._retired[ticket.level.name]
+            if ticket.state is _SHED:  # by the close above
+                retired.shed[Reason.SHUTDOWN] -= 1
+            else:  # handed to a consumer who left; its wait sample stays
+                retired.granted -= 1
 
     def _refile(self, items: list[Ticket], now: float) -> None:
         """Queue items again in the (fresh) scheduler, each at its own submission time."""
@@ -340,15 +440,33 @@ class QueueState:
         levels = self.scheduler.levels
         real = self.policy.level_set.names
         self.by_name = {lvl.name: lvl for lvl in levels if lvl.name in real}
-        self._plug_level = next((lvl for lvl in levels if self.scheduler.limits(lvl).max > 0), None)
+        self._plug_level = levels[self._plug_name]
 
     def __repr__(self) -> str:
         layout = "serving" if self.serving else "take"
         return f"<QueueState {layout}, {self.qsize()} queued, {self.unfinished} unfinished>"
 
 
-def _take_policy(policy: GatePolicy) -> GatePolicy:
-    """One seat, no ``min``, ``max`` kept only where it is 0 (the level is never served)."""
+#: the plugs' level: it never queues, and may take any seat
+_PLUG_POLICY = LevelPolicy(max_wait=0.0, queue=0)
+
+
+def _plug_name(levels: LevelSet) -> str:
+    """A level name for the plugs, apart from the policy's own."""
+    names = levels.names
+    return next(
+        name
+        for name in ("plug", *(f"plug-{i}" for i in range(len(names) + 1)))
+        if name not in names
+    )
+
+
+def _take_policy(policy: GatePolicy, plug: str) -> GatePolicy:
+    """One seat, no ``min``, ``max`` kept only where it is 0 (the level is never served).
+
+    The plug level comes last: with no ``min`` anywhere, a free seat goes to
+    the plug whatever its rank, and the order loops meet the real levels first.
+    """
     limits = policy.resolve(policy.capacity)
     levels = {}
     for level, lim in zip(policy.level_set, limits, strict=True):
@@ -359,19 +477,22 @@ def _take_policy(policy: GatePolicy) -> GatePolicy:
             queue=knobs.queue,
             max_wait=knobs.max_wait,
         )
-    return dataclasses.replace(policy, capacity=1, levels=levels)
-
-
-def _serve_policy(policy: GatePolicy) -> GatePolicy:
-    """The policy as given, plus the plug level ranked above every real level."""
-    names = policy.level_set.names
-    plug = next(
-        name
-        for name in ("plug", *(f"plug-{i}" for i in range(len(names) + 1)))
-        if name not in names
-    )
+    levels[plug] = _PLUG_POLICY
     return dataclasses.replace(
         policy,
-        level_set=LevelSet([plug, *names]),
-        levels={plug: LevelPolicy(max_wait=0.0, queue=0), **policy.levels},
+        capacity=1,
+        level_set=LevelSet([*policy.level_set.names, plug]),
+        levels=levels,
+    )
+
+
+def _serve_policy(policy: GatePolicy, plug: str) -> GatePolicy:
+    """The policy as given, plus the plug level ranked above every real level.
+
+    Ranked first, the plugs are never kept out of a seat by a real level's ``min``.
+    """
+    return dataclasses.replace(
+        policy,
+        level_set=LevelSet([plug, *policy.level_set.names]),
+        levels={plug: _PLUG_POLICY, **policy.levels},
     )

@@ -33,6 +33,7 @@ from ..aio import _clock_of
 from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
+from ..core.stats import GateStats
 from ..core.tickets import Ticket, TicketState
 from ..errors import PrioritizeError, QueueClosed, Rejected
 from ._state import QueueState
@@ -225,6 +226,14 @@ class PriorityQueue(Generic[T]):
 
     def empty(self) -> bool:
         return not self._state.qsize()
+
+    def stats(self) -> GateStats:
+        """A snapshot of items per level: handed out, shed (by reason), queued, waits.
+
+        ``capacity`` and ``in_use`` count `serve` workers (0 while consumed
+        with `get`). Read it from the queue's event loop, as every method.
+        """
+        return self._state.stats()
 
     @property
     def is_closed(self) -> bool:

@@ -26,6 +26,7 @@ from typing import Generic, TypeVar, cast, final
 from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
+from ..core.stats import GateStats
 from ..core.tickets import Ticket, TicketState
 from ..errors import QueueClosed, Rejected
 from ._state import QueueState
@@ -226,6 +227,15 @@ class ThreadPriorityQueue(Generic[T]):
 
     def empty(self) -> bool:
         return not self.qsize()
+
+    def stats(self) -> GateStats:
+        """A snapshot of items per level: handed out, shed (by reason), queued, waits.
+
+        ``capacity`` and ``in_use`` count `serve` workers (0 while consumed
+        with `get`). Thread-safe: taken under the queue's lock.
+        """
+        with self._lock:
+            return self._state.stats()
 
     @property
     def is_closed(self) -> bool:
