@@ -43,7 +43,7 @@ from typing import Any, final
 
 from ..aio import Gate, Slot
 from ..context import enter_level, exit_level
-from ..core.classify import RequestInfo
+from ..core.classify import LowercaseHeaders, RequestInfo
 from ..core.config import Policy
 from ..core.levels import Level
 from ..errors import ConfigError, Problem, Rejected, did_you_mean
@@ -126,7 +126,9 @@ class PriorityMiddleware:
         self._trust = policy.trust
         #: header names (raw lowercase bytes, and as str) that rules or trust read
         wanted = {name for rule in policy.rules for name in rule.headers}
-        wanted |= {policy.trust.priority_header, policy.trust.signed_header, "x-forwarded-for"}
+        self._priority_header = policy.trust.priority_header
+        self._signed_header = policy.trust.signed_header
+        wanted |= {self._priority_header, self._signed_header, "x-forwarded-for"}
         self._wanted = tuple((name.encode("latin-1"), name) for name in sorted(wanted))
         self._tenant = tenant
         self._plan = plan
@@ -155,10 +157,17 @@ class PriorityMiddleware:
     def classify(self, scope: Scope) -> tuple[Level, str, str | None]:
         """The request's level, the name of its gate, and its flow (the tenant)."""
         headers = self._read_headers(scope.get("headers", ()))
-        client = scope.get("client")
-        decision = self._trust.decide(headers, client[0] if client else None, self._wall_clock())
-        if decision.ignored is not None:
-            self.ignored_headers[decision.ignored] += 1
+        requested: str | None = None
+        trusted = False
+        if self._priority_header in headers or self._signed_header in headers:
+            # Only a request asking for a level needs the trust decision (and its
+            # address checks); the rest take the rules' level as it is.
+            client = scope.get("client")
+            peer = client[0] if client else None
+            decision = self._trust.decide(headers, peer, self._wall_clock())
+            if decision.ignored is not None:
+                self.ignored_headers[decision.ignored] += 1
+            requested, trusted = decision.requested, decision.trusted
         tenant = self._tenant(scope) if self._tenant is not None else None
         info = RequestInfo(
             method=scope.get("method", "GET"),
@@ -166,12 +175,12 @@ class PriorityMiddleware:
             headers=headers,
             tenant=tenant,
             plan=self._plan(scope) if self._plan is not None else None,
-            requested=decision.requested,
-            trusted=decision.trusted,
+            requested=requested,
+            trusted=trusted,
         )
         return self._classifier.classify(info), self._gate_for(scope["path"]), tenant
 
-    def _read_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    def _read_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> LowercaseHeaders:
         """The headers the rules and the trust decision look at, decoded; the rest left as bytes.
 
         A browser sends a dozen headers and the policy reads two or three:
@@ -187,7 +196,7 @@ class PriorityMiddleware:
                 previous = joined.get(raw_name)
                 joined[raw_name] = raw_value if previous is None else previous + b", " + raw_value
             by_name = joined
-        headers: dict[str, str] = {}
+        headers = LowercaseHeaders()
         for key, name in self._wanted:
             found = by_name.get(key)
             if found is not None:
