@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prioritize.core.classify import Classification, Classifier, RequestInfo, Rule, TrustPolicy
+from prioritize.core.classify import (
+    Classification,
+    Classifier,
+    LowercaseHeaders,
+    RequestInfo,
+    Rule,
+    TrustPolicy,
+)
 from prioritize.core.levels import DEFAULT_LEVELS, LevelSet
 from prioritize.errors import ConfigError
 
@@ -441,3 +448,13 @@ def test_trusted_request_for_a_level_always_gets_it(
         req.method, req.path, req.headers, req.tenant, requested=name, trusted=True
     )
     assert Classifier(rules).classify(trusted).name == name
+
+
+def test_request_info_lowercases_header_names_unless_an_adapter_already_did() -> None:
+    plain = RequestInfo(headers={"X-Client": "batch"})
+    assert dict(plain.headers) == {"x-client": "batch"}
+    ready = LowercaseHeaders({"x-client": "batch"})
+    assert RequestInfo(headers=ready).headers is ready  # taken as it is: no copy per request
+    rule = Rule(level="low", headers={"X-Client": "batch"})
+    assert rule.matches(plain)
+    assert rule.matches(RequestInfo(headers=ready))
