@@ -42,6 +42,7 @@ DOCS = (
     "docs/queues.md",
     "docs/adaptive.md",
     "docs/trust.md",
+    "docs/http.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
