@@ -151,6 +151,8 @@ class Rule:
             return False
         if self.plans and req.plan not in self.plans:
             return False
+        if not self.headers:  # most rules: no generator built per request
+            return True
         return all(_header_matches(req, name, want) for name, want in self.headers.items())
 
     def problems(self, prefix: str = "rule") -> list[Problem]:
