@@ -25,7 +25,7 @@ test: lint
 
 # Every benchmark, one after the other; ARGS go to each (--quick for a smoke run),
 # JSON_DIR=dir also writes dir/<name>.json per benchmark.
-BENCHES := core aio executor queues adaptive
+BENCHES := core aio executor queues adaptive http
 bench: $(STAMP)
 	@for b in $(BENCHES); do \
 	  if [ -f bench/$$b.py ]; then \
