@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
 from typing import ParamSpec, TypeVar, final
 
+from .adaptive.capacity import AdaptiveCapacity, LimitController
 from .core.config import Policy
 from .core.levels import Level
 from .core.policy import GatePolicy
@@ -76,9 +77,19 @@ class Gate:
     ``retry_after``.
     """
 
-    __slots__ = ("_by_name", "_clock", "_loop", "_scheduler", "_timer", "_timer_at")
+    __slots__ = (
+        "_adaptive",
+        "_by_name",
+        "_clock",
+        "_loop",
+        "_scheduler",
+        "_timer",
+        "_timer_at",
+    )
 
-    def __init__(self, policy: GatePolicy | int) -> None:
+    def __init__(
+        self, policy: GatePolicy | int, *, adaptive: LimitController | None = None
+    ) -> None:
         if isinstance(policy, int) and not isinstance(policy, bool):
             policy = GatePolicy(capacity=policy)
         if not isinstance(policy, GatePolicy):
@@ -92,11 +103,21 @@ class Gate:
         self._clock: Callable[[], float] = self._first_clock
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        #: sets the capacity from how long seats are held; None for a fixed capacity
+        self._adaptive = (
+            None if adaptive is None else AdaptiveCapacity(self._scheduler, adaptive)
+        )
 
     @classmethod
     def from_policy(cls, policy: Policy, name: str) -> Gate:
-        """The gate called ``name`` in a policy (``load_policy()`` or ``parse_policy()``)."""
-        return cls(policy.gate(name))
+        """The gate called ``name`` in a policy (``load_policy()`` or ``parse_policy()``).
+
+        A gate whose capacity is adaptive in the policy (``capacity = {
+        adaptive = "gradient", ... }``) gets its controller: every seat given
+        back reports how long it was held, and the capacity follows.
+        """
+        spec = policy.adaptive.get(name)
+        return cls(policy.gate(name), adaptive=None if spec is None else spec.build())
 
     # -- taking seats ------------------------------------------------------------
 
@@ -229,8 +250,11 @@ class Gate:
                 raise self._timed_out(ticket, now) from None
             raise
 
-    def _release(self, ticket: Ticket) -> None:
-        changed = self._scheduler.release(ticket, self._now())
+    def _release(self, ticket: Ticket, dropped: bool = False) -> None:
+        if self._adaptive is not None:
+            changed = self._adaptive.release(ticket, self._clock(), dropped)
+        else:
+            changed = self._scheduler.release(ticket, self._clock())
         if changed:
             self._settle(changed)
 
@@ -345,6 +369,11 @@ class Slot(Ticket):
         tb: TracebackType | None,
     ) -> None:
         gate = self._gate
+        if gate._adaptive is not None:
+            # a block that timed out is the overload signal controllers back off on
+            dropped = exc_type is not None and issubclass(exc_type, TimeoutError)
+            gate._release(self, dropped)
+            return
         changed = gate._scheduler.release(self, gate._clock())
         if changed:
             gate._settle(changed)

@@ -114,7 +114,7 @@ class PriorityMiddleware:
         if problems:
             raise ConfigError(problems, source="PriorityMiddleware")
         names = {default, *routes.values()}
-        self._gates = {name: Gate(policy.gate(name)) for name in sorted(names)}
+        self._gates = {name: Gate.from_policy(policy, name) for name in sorted(names)}
         self._default = default
         # longest prefix first, so "/api/admin" wins over "/api"
         self._routes = sorted(
