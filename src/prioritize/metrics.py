@@ -295,21 +295,33 @@ def metrics_app(registry: CollectorRegistry = REGISTRY) -> ASGIApp:
 
     prometheus_client's exposition: the text format, OpenMetrics when the
     scraper asks for it, gzip when accepted, ``name[]`` filters. Route it at
-    ``/metrics`` (it answers on any path it is given). It also completes
-    the ASGI lifespan handshake, so it runs on its own under any server.
+    ``/metrics`` (it answers on any path it is given): an object, not a
+    function, so routers such as Starlette's ``Route`` take it as an ASGI app
+    rather than a request handler. It also completes the ASGI lifespan
+    handshake, so it runs on its own under any server.
     """
-    exposition = make_asgi_app(registry)
+    return _MetricsApp(registry)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+
+@final
+class _MetricsApp:
+    __slots__ = ("_exposition", "registry")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self._exposition = make_asgi_app(registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
         if kind == "http":
-            await exposition(scope, receive, send)
+            await self._exposition(scope, receive, send)
         elif kind == "lifespan":
             await _lifespan(receive, send)
         else:
             raise TypeError(f"metrics_app serves HTTP, not {kind!r} connections")
 
-    return app
+    def __repr__(self) -> str:
+        return f"<metrics_app of {self.registry!r}>"
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

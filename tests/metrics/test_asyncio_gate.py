@@ -159,3 +159,20 @@ def test_metrics_app_completes_the_lifespan_handshake() -> None:
         ]
 
     asyncio.run(body())
+
+
+def test_metrics_app_is_routed_as_an_asgi_app_by_starlette() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    registry = CollectorRegistry()
+    GateMetrics(registry).add(Gate(GatePolicy(capacity=3, name="api")))
+    app = Starlette(routes=[Route("/metrics", metrics_app(registry))])
+
+    async def body() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            assert (await scrape(client)).value("prioritize_capacity", gate="api") == 3
+            assert (await client.get("/elsewhere")).status_code == 404
+
+    asyncio.run(body())
