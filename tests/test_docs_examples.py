@@ -43,6 +43,7 @@ DOCS = (
     "docs/adaptive.md",
     "docs/trust.md",
     "docs/http.md",
+    "docs/metrics.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
