@@ -277,7 +277,10 @@ class Scheduler:
         return self._queue_or_shed(lane, ticket, now)
 
     def release(self, ticket: Ticket, now: float) -> list[Ticket]:
-        """Give a granted ticket's seat back; returns the tickets granted in its place."""
+        """Give a granted ticket's seat back; returns the tickets granted in its place.
+
+        How long the seat was held is recorded for stats (``LevelStats.service``).
+        """
         if ticket.state is not _GRANTED:
             raise TicketStateError(f"cannot release {ticket!r}: only a granted ticket holds a seat")
         try:
