@@ -28,7 +28,7 @@ Requires the ``metrics`` extra: ``pip install 'prioritize[metrics]'``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Protocol, final
 
 try:
@@ -49,7 +49,15 @@ except ImportError as exc:
 from .core.stats import BUCKET_BOUNDS, GateStats, LevelStats, WaitSummary
 from .core.tickets import Reason
 
-__all__ = ["GateMetrics", "StatsSource", "metrics_app", "register", "unregister"]
+__all__ = [
+    "GateMetrics",
+    "HttpMetrics",
+    "StatsSource",
+    "metrics_app",
+    "register",
+    "register_middleware",
+    "unregister",
+]
 
 Scope = MutableMapping[str, object]
 Message = MutableMapping[str, object]
@@ -288,6 +296,74 @@ def unregister(gate: StatsSource | str) -> None:
     if metrics is None:
         raise KeyError(f"{gate!r} is not exported: prioritize.metrics.register() was never called")
     metrics.remove(gate)
+
+
+class MiddlewareSource(Protocol):
+    """What `HttpMetrics` reads of a `PriorityMiddleware`."""
+
+    @property
+    def gates(self) -> Mapping[str, StatsSource]: ...
+
+    ignored_headers: Mapping[str, int]
+    abandoned: int
+
+
+#: why a priority header is ignored (`TrustDecision.ignored`), each exported from zero
+_IGNORED_REASONS = ("malformed", "forged", "expired")
+
+
+@final
+class HttpMetrics:
+    """A collector of what the HTTP middleware counts besides its gates' stats.
+
+    ``prioritize_http_priority_headers_ignored_total{reason}``: priority
+    tokens that were malformed, forged or expired — a rising ``forged`` is
+    someone trying to jump the queue, a rising ``expired`` a clock or
+    token-lifetime problem between services. ``prioritize_http_abandoned_total``:
+    requests whose client disconnected while they waited for a seat (the
+    client gave up before the service could answer: waits too long for it).
+    """
+
+    def __init__(self, middleware: MiddlewareSource, registry: CollectorRegistry | None = REGISTRY):
+        self.middleware = middleware
+        if registry is not None:
+            registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        ignored = CounterMetricFamily(
+            "prioritize_http_priority_headers_ignored",
+            "Priority tokens ignored because they were malformed, forged or expired.",
+            labels=["reason"],
+        )
+        counts = self.middleware.ignored_headers
+        for reason in _IGNORED_REASONS:
+            ignored.add_metric([reason], counts.get(reason, 0))
+        yield ignored
+        abandoned = CounterMetricFamily(
+            "prioritize_http_abandoned",
+            "Requests whose client disconnected while they waited for a seat.",
+        )
+        abandoned.add_metric([], self.middleware.abandoned)
+        yield abandoned
+
+    def __repr__(self) -> str:
+        return f"<HttpMetrics of {self.middleware!r}>"
+
+
+def register_middleware(middleware: MiddlewareSource) -> HttpMetrics:
+    """Export a `PriorityMiddleware` in the default registry: its gates, then its own counters.
+
+    Each gate is exported under its name in the policy (as `register`);
+    returns the collector of the middleware's counters. For another
+    registry, add the gates to a `GateMetrics` of that registry and make an
+    `HttpMetrics` there.
+    """
+    for name, gate in middleware.gates.items():
+        register(gate, name)
+    return HttpMetrics(middleware, REGISTRY)
 
 
 def metrics_app(registry: CollectorRegistry = REGISTRY) -> ASGIApp:

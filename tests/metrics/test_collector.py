@@ -231,9 +231,11 @@ def test_stats_are_read_at_each_scrape_not_when_added() -> None:
 def test_the_public_names_are_sorted_and_complete() -> None:
     assert prioritize.metrics.__all__ == [
         "GateMetrics",
+        "HttpMetrics",
         "StatsSource",
         "metrics_app",
         "register",
+        "register_middleware",
         "unregister",
     ]
 
