@@ -43,6 +43,7 @@ DOCS = (
     "docs/adaptive.md",
     "docs/trust.md",
     "docs/http.md",
+    "docs/http-client.md",
     "docs/metrics.md",
 )
 
