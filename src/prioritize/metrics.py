@@ -69,6 +69,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _go_float: Callable[[float], str] = floatToGoString
 #: ``le`` labels of the histogram buckets, +Inf last
 _LE = (*(_go_float(bound) for bound in BUCKET_BOUNDS), "+Inf")
+#: the reasons a gate sheds for (``throttled`` is a client's own refusal, never a gate's)
+_GATE_REASONS = tuple(reason for reason in Reason if reason is not Reason.THROTTLED)
+
 _GATE = ("gate",)
 _LEVEL = ("gate", "level")
 
@@ -137,7 +140,7 @@ class _Families:
         self.requests.add_metric((*labels, "granted"), level.granted)
         self.requests.add_metric((*labels, "shed"), level.shed_total)
         self.requests.add_metric((*labels, "cancelled"), level.cancelled)
-        for reason in Reason:  # every reason, zeros too: rate() needs the series from the start
+        for reason in _GATE_REASONS:  # zeros too: rate() needs the series from the start
             self.shed.add_metric((*labels, reason.value), level.shed.get(reason, 0))
         self.wait.add_metric(labels, _buckets(level.wait), level.wait.total)
         self.service.add_metric(labels, _buckets(level.service), level.service.total)
