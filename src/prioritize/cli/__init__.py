@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from .check import check
+from .demo import demo
 from .sign import sign
 from .simulate import simulate
 
@@ -27,3 +28,4 @@ def main() -> None:
 main.add_command(check)
 main.add_command(simulate)
 main.add_command(sign)
+main.add_command(demo)
