@@ -7,13 +7,15 @@ a uvicorn server sharing two cores slow each other down long before either
 is saturated, and then latency measures CPU contention. So the endpoint's
 scarce resource is *awaited* time, as with a database or a downstream call:
 16 seats × 100 ms of mean work serve 160 requests a second, and 4× overload
-is 640 a second. On two shared cores that costs the server about half a
-millisecond of CPU per request and the load generator a fifth (a third of a
-core and a sixth; the demo prints what it measured).
+is 640 a second. On two shared cores that costs the server about 0.6 ms of
+CPU per request and the load generator about 0.3 ms: some 40 % and 20 % of
+a core (the demo prints what it measured).
 
 Sixteen seats rather than four: a critical request that finds its reserved
 seats taken waits for the next seat to free, about ``work / capacity``
-later, so more seats of longer work keep that wait short at the same rate.
+later, and what the demo compares is that wait relative to the unloaded
+latency: a sixteenth of the work with 16 seats, a quarter with 4.
+
 Work varies (uniform, ±50 % around the mean) because with one fixed duration
 seats granted together free together, in waves, and a request arriving
 between two waves waits for the next one.
@@ -115,8 +117,8 @@ class Setup:
             f'default_level = "{self.routes[len(self.routes) // 2].level}"',
             "",
             f"[gates.{GATE}]",
-            f"capacity = {self.capacity}      # requests in flight",
-            f"queue = {self.queue}          # requests waiting, all levels together",
+            f"{f'capacity = {self.capacity}':<16}# requests in flight",
+            f"{f'queue = {self.queue}':<16}# requests waiting, all levels together",
         ]
         for route in self.routes:
             lines += ["", f"[gates.{GATE}.levels.{route.level}]"]
