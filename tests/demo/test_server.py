@@ -28,8 +28,8 @@ def test_each_route_is_served_at_its_level_and_fifo_at_its_one_level() -> None:
     setup = Setup()
 
     async def levels(policy: str) -> dict[str, object]:
-        async with running_server(policy) as port:
-            client = HttpClient("127.0.0.1", port)
+        async with running_server(policy) as server:
+            client = HttpClient("127.0.0.1", server.port)
             try:
                 paths = [route.path for route in setup.routes] + ["/elsewhere"]
                 answers = [await client.get(f"{path}?work_ms=0") for path in paths]
@@ -54,8 +54,8 @@ def test_requests_beyond_the_seats_are_shed_with_problem_details() -> None:
     arrivals = [Arrival(0.0, "critical", "/checkout", 1.0) for _ in range(4)]
 
     async def run() -> tuple[list[Kind], list[str], list[bytes]]:
-        async with running_server(ONE_SEAT) as port:
-            client = HttpClient("127.0.0.1", port)
+        async with running_server(ONE_SEAT) as server:
+            client = HttpClient("127.0.0.1", server.port)
             try:
                 outcomes = await drive(client, arrivals)
                 raw = await asyncio.gather(
@@ -89,8 +89,8 @@ def test_a_server_that_cannot_start_says_why() -> None:
 
 def test_work_outside_its_bounds_is_a_400() -> None:
     async def run() -> list[int]:
-        async with running_server(ONE_SEAT) as port:
-            client = HttpClient("127.0.0.1", port)
+        async with running_server(ONE_SEAT) as server:
+            client = HttpClient("127.0.0.1", server.port)
             try:
                 targets = ["/x?work_ms=-1", "/x?work_ms=nan", "/x?work_ms=abc", "/x?work_ms=1e9"]
                 return [(await client.get(t)).status for t in targets]
@@ -98,3 +98,21 @@ def test_work_outside_its_bounds_is_a_400() -> None:
                 await client.aclose()
 
     assert asyncio.run(run()) == [400, 400, 400, 400]
+
+
+def test_leaving_the_block_stops_the_server_and_a_dead_one_is_reported() -> None:
+    async def run() -> tuple[int | None, int | None]:
+        async with running_server(ONE_SEAT) as server:
+            server.check_alive()
+            stopped = server.process
+        async with running_server(ONE_SEAT) as server:
+            server.process.kill()
+            await server.process.wait()
+            with pytest.raises(ServerError, match="exited during the run"):
+                server.check_alive()
+        return stopped.returncode, server.process.returncode
+
+    graceful, killed = asyncio.run(run())
+    assert graceful == 0  # stdin closed: uvicorn shut down on its own
+    assert killed is not None
+    assert killed != 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,7 +126,7 @@ def demo(
     console = stdout_console()
     console.print(demo_view(result), soft_wrap=True)
     try:
-        report_path.write_text(demo_html(result), encoding="utf-8")
+        report_path.write_text(demo_html(result, datetime.now(UTC)), encoding="utf-8")
     except OSError as error:
         click.echo(f"--report {report_path}: cannot write: {error.strerror or error}", err=True)
         raise SystemExit(1) from None

@@ -53,7 +53,7 @@ class HttpClient:
     whole request, connection included; it raises `TimeoutError`.
     """
 
-    def __init__(self, host: str, port: int, *, limit: int = 1000, timeout: float = 30.0) -> None:
+    def __init__(self, host: str, port: int, *, limit: int = 512, timeout: float = 30.0) -> None:
         if limit < 1:
             raise ValueError(f"limit = {limit!r}: expected a whole number of connections ≥ 1")
         self.host = host

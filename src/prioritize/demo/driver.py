@@ -30,8 +30,6 @@ __all__ = ["Kind", "Outcome", "ProgressFn", "classify_response", "drive"]
 #: Called now and then with (requests answered, requests in the schedule).
 ProgressFn = Callable[[int, int], None]
 
-_PROGRESS_EVERY = 50
-
 
 class Kind(StrEnum):
     """How a request ended."""
@@ -61,31 +59,25 @@ class Outcome:
     status: int
     #: the shed reason for a shed request, what went wrong for an error, else ""
     detail: str
-    #: the level the server says it served the request at, for served requests
-    served_as: str | None = None
 
 
-def classify_response(response: Response) -> tuple[Kind, str, str | None]:
-    """Kind, detail and served-as level of one response."""
+def classify_response(response: Response) -> tuple[Kind, str]:
+    """How a response ended its request, and the shed reason or what went wrong."""
     if response.status == 200:
-        try:
-            level = json.loads(response.body).get("level")
-        except (ValueError, AttributeError):
-            level = None
-        return Kind.SERVED, "", level if isinstance(level, str) else None
+        return Kind.SERVED, ""
     if response.status == 503:
         content_type = response.headers.get("content-type", "")
         if content_type != "application/problem+json":
-            return Kind.ERROR, f"503 with content-type {content_type!r}, not problem+json", None
+            return Kind.ERROR, f"503 with content-type {content_type!r}, not problem+json"
         try:
             problem = json.loads(response.body)
         except ValueError:
-            return Kind.ERROR, "503 whose problem+json body is not JSON", None
+            return Kind.ERROR, "503 whose problem+json body is not JSON"
         reason = problem.get("reason") if isinstance(problem, dict) else None
         if not isinstance(reason, str) or problem.get("status") != 503:
-            return Kind.ERROR, "503 whose problem details lack a reason or status 503", None
-        return Kind.SHED, reason, None
-    return Kind.ERROR, f"status {response.status}", None
+            return Kind.ERROR, "503 whose problem details lack a reason or status 503"
+        return Kind.SHED, reason
+    return Kind.ERROR, f"status {response.status}"
 
 
 async def drive(
@@ -95,6 +87,7 @@ async def drive(
     loop = asyncio.get_running_loop()
     outcomes: list[Outcome | None] = [None] * len(arrivals)
     answered = 0
+    every = max(1, len(arrivals) // 100)  # about once per percent
     start = loop.time()
 
     async def fire(index: int, arrival: Arrival) -> None:
@@ -104,10 +97,10 @@ async def drive(
         try:
             response = await client.get(arrival.target)
         except (OSError, TimeoutError, ProtocolError, asyncio.IncompleteReadError) as error:
-            kind, status, detail, served_as = Kind.ERROR, 0, _describe(error), None
+            kind, status, detail = Kind.ERROR, 0, _describe(error)
         else:
             status = response.status
-            kind, detail, served_as = classify_response(response)
+            kind, detail = classify_response(response)
         outcomes[index] = Outcome(
             arrival.level,
             arrival.time,
@@ -116,19 +109,24 @@ async def drive(
             kind,
             status,
             detail,
-            served_as,
         )
         answered += 1
-        if progress is not None and answered % _PROGRESS_EVERY == 0:
+        if progress is not None and answered % every == 0:
             progress(answered, len(arrivals))
 
     tasks = []
-    for index, arrival in enumerate(arrivals):
-        delay = start + arrival.time - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(fire(index, arrival)))
-    await asyncio.gather(*tasks)
+    try:
+        for index, arrival in enumerate(arrivals):
+            delay = start + arrival.time - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(fire(index, arrival)))
+        await asyncio.gather(*tasks)
+    except BaseException:  # interrupted: leave no request behind
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     if progress is not None:
         progress(answered, len(arrivals))
     return [outcome for outcome in outcomes if outcome is not None]

@@ -53,8 +53,7 @@ class Bucket:
     start: float
     served: int
     shed: int
-    errors: int
-    p50: float | None
+    #: p99 latency of the bucket's served requests; None when none was served
     p99: float | None
 
 
@@ -164,14 +163,5 @@ def _timeline(
     buckets = []
     for index, part in enumerate(slices):
         figures = level_figures("", part)
-        buckets.append(
-            Bucket(
-                index * width,
-                figures.served,
-                figures.shed,
-                figures.errors,
-                figures.p50,
-                figures.p99,
-            )
-        )
+        buckets.append(Bucket(index * width, figures.served, figures.shed, figures.p99))
     return tuple(buckets)

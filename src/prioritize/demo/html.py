@@ -10,6 +10,7 @@ both policies as TOML.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 from .figures import RunFigures
@@ -46,11 +47,17 @@ pre { background: #f5f5f5; padding: 0.8rem; overflow-x: auto; }
 """
 
 
-def demo_html(result: DemoResult) -> str:
-    """The whole report as one HTML document."""
-    comparison = result.comparison()
+def demo_html(result: DemoResult, when: datetime | None = None) -> str:
+    """The whole report as one HTML document; ``when`` the run finished, if it is to be shown."""
+    comparison, options = result.comparison(), result.options
+    run = (
+        f"prioritize demo --duration {options.duration:g} --warmup {options.warmup:g} "
+        f"--rate-factor {options.rate_factor:g} --seed {options.seed}"
+    )
+    finished = f" · {when:%Y-%m-%d %H:%M %Z}".rstrip() if when is not None else ""
     body = [
         "<h1>prioritize demo</h1>",
+        f'<p class="dim"><code>{escape(run)}</code>{escape(finished)}</p>',
         f"<p>{escape(setup_line(result))}. A real uvicorn server on 127.0.0.1 with "
         "<code>PriorityMiddleware</code> in front of an endpoint that awaits each "
         "request's work; an open-loop load (Poisson arrivals, sent at their scheduled "

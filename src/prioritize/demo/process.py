@@ -12,8 +12,10 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import final
 
-__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "ServerError", "running_server"]
+__all__ = ["START_TIMEOUT", "STOP_TIMEOUT", "RunningServer", "ServerError", "running_server"]
 
 #: Seconds the child may take to import, check its policy and listen.
 START_TIMEOUT = 60.0
@@ -24,9 +26,25 @@ class ServerError(RuntimeError):
     """The demo's server could not be started."""
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class RunningServer:
+    """The demo's server, as its parent sees it."""
+
+    port: int
+    process: asyncio.subprocess.Process
+
+    def check_alive(self) -> None:
+        """Raise `ServerError` if the server has exited: a run against it measured nothing."""
+        if self.process.returncode is not None:
+            raise ServerError(
+                f"the demo server exited during the run (exit {self.process.returncode})"
+            )
+
+
 @asynccontextmanager
-async def running_server(policy_toml: str) -> AsyncIterator[int]:
-    """Serve ``policy_toml``'s service on 127.0.0.1; yields the port."""
+async def running_server(policy_toml: str) -> AsyncIterator[RunningServer]:
+    """Serve ``policy_toml``'s service on 127.0.0.1 in a child process, for as long as the block."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -51,7 +69,7 @@ async def running_server(policy_toml: str) -> AsyncIterator[int]:
             await child.wait()
             message = (await errors).decode(errors="replace").strip() or f"exit {child.returncode}"
             raise ServerError(f"the demo server failed to start: {message}")
-        yield int(port)
+        yield RunningServer(int(port), child)
     finally:
         child.stdin.close()
         try:

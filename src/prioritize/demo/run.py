@@ -233,15 +233,19 @@ async def _serve(
 ) -> list[RunFigures]:
     """Start a server for ``policy_toml`` and run each plan against it, one after the other."""
     levels = [route.level for route in setup.routes]
-    async with running_server(policy_toml) as port:
-        client = HttpClient("127.0.0.1", port)
+    async with running_server(policy_toml) as server:
+        client = HttpClient("127.0.0.1", server.port)
         try:
             await client.prepare(setup.capacity + setup.queue + _SPARE_CONNECTIONS)
             # unmeasured requests first, so no run pays for the server's first-call costs
             await asyncio.gather(
                 *(client.get(f"{route.path}?work_ms=0") for route in setup.routes for _ in "ab")
             )
-            return [await _run(client, plan, levels, progress) for plan in plans]
+            figures = []
+            for plan in plans:
+                figures.append(await _run(client, plan, levels, progress))
+                server.check_alive()
+            return figures
         finally:
             await client.aclose()
 
