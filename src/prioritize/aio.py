@@ -104,9 +104,7 @@ class Gate:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         #: sets the capacity from how long seats are held; None for a fixed capacity
-        self._adaptive = (
-            None if adaptive is None else AdaptiveCapacity(self._scheduler, adaptive)
-        )
+        self._adaptive = None if adaptive is None else AdaptiveCapacity(self._scheduler, adaptive)
 
     @classmethod
     def from_policy(cls, policy: Policy, name: str) -> Gate:
