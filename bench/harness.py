@@ -170,9 +170,16 @@ def metadata() -> dict[str, Any]:
     }
 
 
-def parse_args(description: str, argv: Sequence[str] | None) -> argparse.Namespace:
-    """The options every timed benchmark takes (``--quick``, ``--json``, ``--repeat``, ``--gc``)."""
+def parse_args(
+    description: str, argv: Sequence[str] | None, flags: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """The options every timed benchmark takes (``--quick``, ``--json``, ``--repeat``, ``--gc``).
+
+    ``flags`` adds a benchmark's own on/off options: ``{"--skip-x": "help"}``.
+    """
     parser = argparse.ArgumentParser(description=description)
+    for flag, help_text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=help_text)
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write figures as JSON")
     parser.add_argument("--repeat", type=int, help="timed runs per case (default 7, quick 3)")

@@ -21,6 +21,14 @@ uvicorn builds for a browser-like request (12 headers). Cases:
 Target: at most 15 µs per request over the bare app (aim 8 µs). Figures are
 medians of interleaved rounds; the overhead is the median over rounds of
 (middleware - bare) timed in the same round.
+
+**Overload, per level.** The scenario of ``prioritize demo`` (a real
+uvicorn server in a child process, `PriorityMiddleware` in front of an
+endpoint of 16 seats and ~100 ms of work, an open-loop load at 4× what the
+seats serve): per level, offered, served, shed and p50/p99 latency with
+the policy's priorities and with plain FIFO admission of the same requests,
+and each level's p99 against its unloaded p99. ``--skip-overload`` leaves it
+out (it takes about 40 s; ``--quick`` runs a short version).
 """
 
 from __future__ import annotations
@@ -133,8 +141,95 @@ def timed(target: Any, extra: list[tuple[bytes, bytes]], n: int) -> Callable[[],
     return lambda: asyncio.run(loop())
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:,.0f}"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "-" if value is None or not base else f"{value / base:.1f}×"
+
+
+def overload(quick: bool, seed: int = 1) -> dict[str, Any]:
+    """Run the demo's three runs and print the per-level figures; returns them for the JSON."""
+    from prioritize.demo.run import DemoOptions, run_demo
+    from prioritize.demo.setup import Setup
+
+    options = DemoOptions(duration=4.0 if quick else 15.0, warmup=1.0 if quick else 2.0, seed=seed)
+    result = asyncio.run(run_demo(Setup(), options))
+    print(
+        f"\n2. Overload: {result.setup.capacity} seats, "
+        f"~{result.setup.work * 1000:.0f} ms of work, "
+        f"offered {result.priorities.load:.1f}× capacity for {options.duration:g} s "
+        f"(after {options.warmup:g} s of warm-up); latency in ms"
+    )
+    rows = []
+    doc: dict[str, Any] = {}
+    for level in (route.level for route in result.setup.routes):
+        calm = result.unloaded.level(level)
+        ours = result.priorities.level(level)
+        fifo = result.fifo.level(level)
+
+        rows.append(
+            [
+                level,
+                _ms(calm.p99),
+                f"{ours.served:,}/{ours.offered:,}",
+                _ms(ours.p50),
+                _ms(ours.p99),
+                _ratio(ours.p99, calm.p99),
+                f"{fifo.served:,}/{fifo.offered:,}",
+                _ms(fifo.p50),
+                _ms(fifo.p99),
+                _ratio(fifo.p99, calm.p99),
+                "",
+            ]
+        )
+        doc[level] = {
+            "unloaded_p99_s": calm.p99,
+            "priorities": {
+                "offered": ours.offered,
+                "served": ours.served,
+                "shed": ours.shed,
+                "p50_s": ours.p50,
+                "p99_s": ours.p99,
+            },
+            "fifo": {
+                "offered": fifo.offered,
+                "served": fifo.served,
+                "shed": fifo.shed,
+                "p50_s": fifo.p50,
+                "p99_s": fifo.p99,
+            },
+        }
+    table(
+        [
+            "level",
+            "unloaded p99",
+            "prio served",
+            "p50",
+            "p99",
+            "p99/unloaded",
+            "FIFO served",
+            "p50",
+            "p99",
+            "p99/unloaded",
+            "",
+        ],
+        rows,
+    )
+    top = result.comparison()
+    verdict = "met" if top.is_within_target else "MISSED"
+    aim = "met" if top.is_within_aim else "missed"
+    print(f"  {top.level} p99 with priorities / unloaded: target ≤ 2×: {verdict}, aim 1.5×: {aim}")
+    return {"load": result.priorities.load, "levels": doc}
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("PriorityMiddleware overhead per request", argv)
+    args = parse_args(
+        "PriorityMiddleware overhead per request, and the overload scenario per level",
+        argv,
+        {"--skip-overload": "leave out the overload scenario (about 40 s)"},
+    )
     n = 2_000 if args.quick else 20_000
     rounds = args.repeat or (3 if args.quick else 9)
     policy = policy_from_toml(POLICY, "bench-http.toml")
@@ -161,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"prioritize HTTP middleware benchmark, {meta['date']}")
     print(f"{meta['python']} on {meta['platform']}, {meta['cpus']} CPUs, load {meta['load']}")
     print(f"prioritize from {meta['source']}")
-    print(f"{rounds} interleaved rounds of {n:,} requests; ns per request, median (min)\n")
+    print(f"1. Overhead: {rounds} interleaved rounds of {n:,} requests; ns per request\n")
     bare = runs["bare app"]
     rows = []
     for name, values in runs.items():
@@ -176,12 +271,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         rows.append([name, ns(statistics.median(values)), ns(min(values)), verdict])
     table(["case", "median", "min", "overhead"], rows)
+    overload_figures = None if args.skip_overload else overload(args.quick)
     if args.json is not None:
         import json
 
         doc = {
             "meta": {**meta, "quick": args.quick, "rounds": rounds, "requests_per_run": n},
             "ns_per_request": {k: [round(v, 1) for v in vs] for k, vs in runs.items()},
+            "overload": overload_figures,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nwrote {args.json}")

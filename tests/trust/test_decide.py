@@ -268,3 +268,18 @@ def test_sign_refuses_a_level_that_is_not_a_level_name() -> None:
     for trust in (TRUST, TrustPolicy()):
         with pytest.raises(ValueError, match="'Critical' is not a level name"):
             trust.sign("Critical", NOW)
+
+
+def test_address_verdicts_stay_right_when_remembered_and_when_forgotten() -> None:
+    trust = TrustPolicy(trusted_networks=("10.0.0.0/8",), trusted_proxies=("192.0.2.0/24",))
+    for _ in range(2):  # the second round answers from what the first remembered
+        assert trust.is_trusted_address("10.1.2.3")
+        assert not trust.is_trusted_address("192.0.2.1")
+        assert trust.is_trusted_proxy("192.0.2.1")
+        assert not trust.is_trusted_proxy("10.1.2.3")
+    # a flood of distinct addresses: the memory is dropped, not grown, and answers hold
+    for i in range(5000):
+        assert not trust.is_trusted_address(f"203.0.{i // 256 % 256}.{i % 256}")
+    assert len(trust._verdicts) <= 4096
+    assert trust.is_trusted_address("10.1.2.3")
+    assert not trust.is_trusted_address("not an address")

@@ -91,6 +91,11 @@ class TrustPolicy:
     trusted_proxies: tuple[str, ...] = ()
     _networks: tuple[_Network, ...] = field(init=False, default=(), repr=False, compare=False)
     _proxies: tuple[_Network, ...] = field(init=False, default=(), repr=False, compare=False)
+    #: address -> (in trusted_networks, in trusted_proxies); peers repeat, and each
+    #: ``ip in network`` test is a Python call: decided once per address
+    _verdicts: dict[str, tuple[bool, bool]] = field(
+        init=False, default_factory=dict, repr=False, compare=False, hash=False
+    )
     _keyring: Mapping[str, tuple[bytes, ...]] = field(
         init=False, default_factory=dict, repr=False, compare=False, hash=False
     )
@@ -154,13 +159,26 @@ class TrustPolicy:
 
     def is_trusted_address(self, address: str) -> bool:
         """True if ``address`` (an IP, as the socket reports it) is in a trusted network."""
-        ip = _parse_address(address)
-        return ip is not None and _within(ip, self._networks)
+        return self._networks != () and self._verdict(address)[0]
 
     def is_trusted_proxy(self, address: str) -> bool:
         """True if ``address`` is a reverse proxy whose ``X-Forwarded-For`` is believed."""
-        ip = _parse_address(address)
-        return ip is not None and _within(ip, self._proxies)
+        return self._proxies != () and self._verdict(address)[1]
+
+    def _verdict(self, address: str) -> tuple[bool, bool]:
+        verdicts = self._verdicts
+        found = verdicts.get(address) if isinstance(address, str) else None
+        if found is None:
+            ip = _parse_address(address)
+            found = (
+                ip is not None and _within(ip, self._networks),
+                ip is not None and _within(ip, self._proxies),
+            )
+            if isinstance(address, str):
+                if len(verdicts) >= _VERDICTS_KEPT:
+                    verdicts.clear()  # a flood of distinct addresses costs a re-parse, not memory
+                verdicts[address] = found
+        return found
 
     def decide(self, headers: Mapping[str, str], peer: str | None, now: float) -> TrustDecision:
         """Who the caller is, which level it asks for, and whether it may raise it.
@@ -240,6 +258,10 @@ def _network_problems(path: str, networks: tuple[str, ...]) -> list[Problem]:
             message = f"{text!r} is not a network like '10.0.0.0/8' or 'fd00::/8' ({exc})"
             out.append(Problem(f"{path}[{index}]", message))
     return out
+
+
+#: addresses whose verdicts are remembered at most
+_VERDICTS_KEPT = 4096
 
 
 def _parse_address(text: str) -> _Address | None:
