@@ -93,7 +93,6 @@ class Scheduler:
         "_limits",
         "_now",
         "_queue_limit",
-        "_releases",
         "_reserve",
         "_reserve_stale",
         "_resolved",
@@ -127,9 +126,8 @@ class Scheduler:
         self._limits: list[LevelLimits] = []
         #: ``policy.resolve`` by capacity, kept for resizes back to a capacity seen before
         self._resolved: dict[int, list[LevelLimits]] = {}
+        #: completions per second behind ``retry_after``, fed by `_released` once per window
         self._completions = CompletionRate()
-        #: seats given back so far, the completion count behind ``retry_after``
-        self._releases = 0
         self._apply_capacity(policy.capacity)
 
     # -- queries ----------------------------------------------------------------
@@ -199,7 +197,7 @@ class Scheduler:
 
     def completion_rate(self, now: float) -> float:
         """Releases per second over the recent window (the ``retry_after`` denominator)."""
-        return self._completions.per_second(max(now, self._now), self._releases)
+        return self._completions.per_second(max(now, self._now), self._released())
 
     # -- mutations --------------------------------------------------------------
 
@@ -303,9 +301,8 @@ class Scheduler:
         if held <= lane.min:
             self._reserve_stale = True
         self._in_use -= 1
-        self._releases += 1
         if now >= self._completions.due:
-            self._completions.sample(now, self._releases)
+            self._completions.sample(now, self._released())
         if not self._waiting:
             return []
         changed: list[Ticket] = []
@@ -359,9 +356,8 @@ class Scheduler:
             pending.append(now - ticket.submitted_at)
             if len(pending) >= _WAIT_BATCH:
                 lane.waits.fold()
-            self._releases += 1
             if now >= self._completions.due:
-                self._completions.sample(now, self._releases)
+                self._completions.sample(now, self._released())
             return ticket
         return None
 
@@ -578,9 +574,17 @@ class Scheduler:
         self._vtime = lane.pass_
         lane.pass_ += lane.stride
 
+    def _released(self) -> int:
+        """Seats given back so far (queue pulls included): every grant but the seats held.
+
+        Derived when the completion rate is sampled (once per window) or a
+        request is shed, so the release path counts nothing of its own.
+        """
+        return sum(lane.waits.count - lane.held for lane in self._lanes)
+
     def _retry_after(self, rank: int, now: float) -> float:
         """Little's law: the work queued ahead of this level over the completion rate."""
-        rate = self._completions.per_second(now, self._releases)
+        rate = self._completions.per_second(now, self._released())
         if rate <= 0.0:
             return _FALLBACK_RETRY_AFTER
         return min(lanes_ahead(self._lanes, rank, self._weighted) / rate, _MAX_RETRY_AFTER)
