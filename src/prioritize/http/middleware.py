@@ -145,12 +145,35 @@ class PriorityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "websocket":
-            await self._websocket(scope, receive, send)
-        else:  # lifespan, and anything newer: not ours to admit
+        disconnect = _DISCONNECT.get(kind)
+        if disconnect is None or (self._exempt and self._is_exempt(scope["path"])):
+            # lifespan, anything newer, and exempt routes: not ours to admit
             await self.app(scope, receive, send)
+            return
+        level, gate_name, flow = self.classify(scope)
+        _state(scope)[STATE_KEY] = level
+        slot = self._gates[gate_name].slot(level, flow)
+        try:
+            if not slot.request():
+                receive = await self._wait(slot, receive, disconnect)
+        except Rejected as shed:
+            refuse = _refuse_http if kind == "http" else _refuse_websocket
+            await refuse(scope, send, shed, gate_name)
+            return
+        except _ClientGone:
+            self.abandoned += 1
+            return
+        # Websockets are admitted at connect: the seat goes back with the app's answer.
+        connect = _FreedOnAnswer(send, slot) if kind == "websocket" else None
+        token = enter_level(level)
+        try:
+            await self.app(scope, receive, send if connect is None else connect.send)
+        finally:
+            exit_level(token)
+            if connect is None:
+                slot.release()
+            else:
+                connect.release()
 
     # -- admission ----------------------------------------------------------------
 
@@ -212,64 +235,6 @@ class PriorityMiddleware:
     def _is_exempt(self, path: str) -> bool:
         return any(_under(path, prefix) for prefix in self._exempt)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._exempt and self._is_exempt(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        level, gate_name, flow = self.classify(scope)
-        _state(scope)[STATE_KEY] = level
-        slot = self._gates[gate_name].slot(level, flow)
-        try:
-            if not slot.request():
-                receive = await self._wait(slot, receive, "http.disconnect")
-        except Rejected as shed:
-            status, headers, body = shed_response(shed, gate=gate_name, instance=scope["path"])
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        except _ClientGone:
-            self.abandoned += 1
-            return
-        token = enter_level(level)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            exit_level(token)
-            slot.release()
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._exempt and self._is_exempt(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        level, gate_name, flow = self.classify(scope)
-        _state(scope)[STATE_KEY] = level
-        slot = self._gates[gate_name].slot(level, flow)
-        try:
-            if not slot.request():
-                receive = await self._wait(slot, receive, "websocket.disconnect")
-        except Rejected as shed:
-            await _refuse_websocket(scope, send, shed, gate_name)
-            return
-        except _ClientGone:
-            self.abandoned += 1
-            return
-        held = True
-
-        async def send_and_free(message: Message) -> None:
-            nonlocal held
-            await send(message)
-            if held and message["type"] in _WEBSOCKET_ANSWERS:
-                held = False  # admitted at connect: the seat is not kept for the session
-                slot.release()
-
-        token = enter_level(level)
-        try:
-            await self.app(scope, receive, send_and_free)
-        finally:
-            exit_level(token)
-            if held:
-                slot.release()
-
     async def _wait(self, slot: Slot, receive: Receive, disconnect: str) -> Receive:
         """Wait for the slot's grant while watching the client; returns the app's ``receive``.
 
@@ -311,6 +276,9 @@ class PriorityMiddleware:
         return f"<PriorityMiddleware gates={list(self._gates)} default={self._default!r}>"
 
 
+#: the message that says the client left, by the scope types this middleware admits
+_DISCONNECT = {"http": "http.disconnect", "websocket": "websocket.disconnect"}
+
 _WEBSOCKET_ANSWERS = frozenset(
     {"websocket.accept", "websocket.close", "websocket.http.response.start"}
 )
@@ -326,6 +294,34 @@ def _replaying(kept: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+@final
+class _FreedOnAnswer:
+    """A websocket's ``send``: the seat is given back with the app's answer to the connect."""
+
+    __slots__ = ("_send", "_slot")
+
+    def __init__(self, send: Send, slot: Slot) -> None:
+        self._send = send
+        self._slot: Slot | None = slot
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+        if self._slot is not None and message["type"] in _WEBSOCKET_ANSWERS:
+            self.release()  # admitted at connect: the seat is not kept for the session
+
+    def release(self) -> None:
+        """Give the seat back, once (the app may end without answering)."""
+        if self._slot is not None:
+            slot, self._slot = self._slot, None
+            slot.release()
+
+
+async def _refuse_http(scope: Scope, send: Send, shed: Rejected, gate: str) -> None:
+    status, headers, body = shed_response(shed, gate=gate, instance=scope["path"])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _refuse_websocket(scope: Scope, send: Send, shed: Rejected, gate: str) -> None:
