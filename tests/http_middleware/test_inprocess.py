@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -25,6 +26,16 @@ def client(app: Any) -> httpx.AsyncClient:
 
 def run(body: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(body())
+
+
+@contextlib.asynccontextmanager
+async def seat_held(http: httpx.AsyncClient, app: Recorder) -> AsyncIterator[None]:
+    """A ``/hold`` request keeps the api gate's only seat for the block, then completes."""
+    holding = asyncio.ensure_future(http.get("/hold"))
+    await app.entered.wait()
+    yield
+    app.release.set()
+    assert (await holding).status_code == 200
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -66,12 +77,8 @@ def test_a_shed_request_gets_503_retry_after_and_a_problem_body() -> None:
     async def body() -> None:
         app = Recorder()
         middleware = PriorityMiddleware(app, policy(), gate="api")
-        async with client(middleware) as http:
-            holding = asyncio.ensure_future(http.get("/hold"))
-            await app.entered.wait()
+        async with client(middleware) as http, seat_held(http, app):
             shed = await http.get("/export/all")  # bulk may not wait: shed at once
-            app.release.set()
-            assert (await holding).status_code == 200
         assert shed.status_code == 503
         assert shed.headers["content-type"] == "application/problem+json"
         assert int(shed.headers["retry-after"]) >= 1
@@ -116,14 +123,10 @@ def test_routes_send_requests_to_their_own_gate_and_exempt_paths_bypass() -> Non
         middleware = PriorityMiddleware(
             app, policy(), gate="api", routes={"/admin": "admin"}, exempt=["/healthz"]
         )
-        async with client(middleware) as http:
-            holding = asyncio.ensure_future(http.get("/hold"))  # the api gate's only seat
-            await app.entered.wait()
+        async with client(middleware) as http, seat_held(http, app):
             admin = await http.get("/admin/users")
             health = await http.get("/healthz")
             shed = await http.get("/export")
-            app.release.set()
-            await holding
         assert admin.status_code == 200
         assert health.status_code == 200
         assert health.json()["state"] is None  # not classified: bypassed
@@ -202,12 +205,9 @@ def test_a_request_body_sent_while_waiting_reaches_the_app_intact() -> None:
         middleware = PriorityMiddleware(app, policy(), gate="api")
         gate = middleware.gates["api"]
         async with client(middleware) as http:
-            holding = asyncio.ensure_future(http.get("/hold"))
-            await app.entered.wait()
-            posting = asyncio.ensure_future(http.post("/payments", content=b"pay 42"))
-            await until(lambda: gate.stats().waiting == 1)
-            app.release.set()
-            await holding
+            async with seat_held(http, app):
+                posting = asyncio.ensure_future(http.post("/payments", content=b"pay 42"))
+                await until(lambda: gate.stats().waiting == 1)
             response = await posting
         assert response.json()["body"] == "pay 42"
 
@@ -234,9 +234,7 @@ def test_a_client_that_disconnects_while_waiting_frees_its_place() -> None:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        async with client(middleware) as http:
-            holding = asyncio.ensure_future(http.get("/hold"))
-            await app.entered.wait()
+        async with client(middleware) as http, seat_held(http, app):
             scope = {"type": "http", "method": "GET", "path": "/catalog", "headers": []}
             waiting = asyncio.ensure_future(middleware(scope, receive, send))
             await until(lambda: gate.stats().waiting == 1)
@@ -245,8 +243,6 @@ def test_a_client_that_disconnects_while_waiting_frees_its_place() -> None:
             assert gate.stats().waiting == 0
             assert middleware.abandoned == 1
             assert sent == []  # nobody to answer
-            app.release.set()
-            await holding
         assert gate.stats().in_use == 0
         assert gate.stats().levels[2].cancelled == 1
 
@@ -310,12 +306,8 @@ def test_a_shed_websocket_is_refused_with_503_or_close_code_1013(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        async with client(middleware) as http:
-            holding = asyncio.ensure_future(http.get("/hold"))
-            await app.entered.wait()
+        async with client(middleware) as http, seat_held(http, app):
             await middleware(_websocket_scope("/export/live", extensions), receive, send)
-            app.release.set()
-            await holding
         if extensions:
             assert sent[0]["type"] == "websocket.http.response.start"
             assert sent[0]["status"] == 503
