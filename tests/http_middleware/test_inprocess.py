@@ -16,6 +16,7 @@ import pytest
 from prioritize import ConfigError, Reason, TrustPolicy
 from prioritize.http.middleware import PriorityMiddleware
 from prioritize.http.problem import PROBLEM_TYPE
+from prioritize.testing import VirtualClock
 
 from .apps import POLICY_TOML, Recorder, Streamer, policy
 
@@ -382,5 +383,31 @@ def test_a_signed_token_raises_and_a_forged_one_is_ignored_and_counted() -> None
         assert raised["level"] == "critical"
         assert refused["level"] == "normal"
         assert middleware.ignored_headers == {"forged": 1}
+
+    run(body)
+
+
+ADAPTIVE_TOML = """
+[gates.api]
+capacity = { adaptive = "aimd", min = 2, max = 50, initial = 10, max_rtt = 0.5, window = 1 }
+"""
+
+
+def test_a_gate_with_an_adaptive_capacity_follows_how_long_requests_hold_their_seat() -> None:
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(2.0)  # virtual seconds: slower than max_rtt
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def body() -> None:
+        with VirtualClock().patch_loop():
+            middleware = PriorityMiddleware(slow, policy(ADAPTIVE_TOML))
+            gate = middleware.gates["api"]
+            assert gate.capacity == 10
+            async with client(middleware) as http:
+                for _ in range(3):
+                    responses = await asyncio.gather(*(http.get("/") for _ in range(10)))
+                    assert {r.status_code for r in responses} == {200}
+            assert gate.capacity < 10  # backed off: the service is slow
 
     run(body)
