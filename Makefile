@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test lint services bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-test: lint
+# The servers the tests start for themselves (Redis) must be installed; this installs
+# what is missing (apt-get, as root), and under CI=true fails if it cannot.
+services:
+	scripts/ensure-services
+
+test: lint services
 	$(BIN)/pytest
 
 # Every benchmark, one after the other; ARGS go to each (--quick for a smoke run),
