@@ -2,21 +2,44 @@
 
 Pure functions over the lanes, most important first, so the scheduler's
 bookkeeping and the rules themselves can each be read on their own. Each is
-O(levels) and allocates nothing.
+O(levels) and allocates nothing. `choose` reads only what `LaneView` names,
+so `JobGate` asks it the same question with counts from a broker's snapshot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from .lanes import Lane
+from .levels import Level
 
-__all__ = ["choose", "choose_unreserved", "lanes_ahead"]
+__all__ = ["LaneView", "choose", "choose_unreserved", "lanes_ahead"]
+
+
+class LaneView(Protocol):
+    """What `choose` reads of one level: a `Lane`, or a broker's counts for it."""
+
+    @property
+    def level(self) -> Level: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def held(self) -> int: ...
+    @property
+    def min(self) -> int: ...
+    @property
+    def max(self) -> int: ...
+    @property
+    def pass_(self) -> float: ...
+
+
+_View = TypeVar("_View", bound=LaneView)
 
 
 def choose(
-    lanes: Sequence[Lane], free: int, reserves: Sequence[int], weighted: bool
-) -> tuple[Lane | None, bool]:
+    lanes: Sequence[_View], free: int, reserves: Sequence[int], weighted: bool
+) -> tuple[_View | None, bool]:
     """The lane to serve and whether the guarantee picked it, or ``(None, False)``.
 
     Rule 1: a lane is eligible below its ``max`` when ``free`` seats exceed the
@@ -26,8 +49,8 @@ def choose(
     most important eligible lane (strict) or the one with the lowest stride
     pass (weighted; ties to the more important).
     """
-    guarantee: Lane | None = None
-    best: Lane | None = None
+    guarantee: _View | None = None
+    best: _View | None = None
     for lane in lanes:
         if not lane.waiting or lane.held >= lane.max:
             continue
