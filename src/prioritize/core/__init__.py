@@ -14,6 +14,8 @@ from .classify import TrustDecision as TrustDecision
 from .classify import TrustPolicy as TrustPolicy
 from .config import Policy as Policy
 from .config import parse_policy as parse_policy
+from .jobgate import JobGate as JobGate
+from .jobgate import LevelSnapshot as LevelSnapshot
 from .levels import DEFAULT_LEVELS as DEFAULT_LEVELS
 from .levels import Level as Level
 from .levels import LevelSet as LevelSet
@@ -36,10 +38,12 @@ __all__ = [
     "Classifier",
     "GatePolicy",
     "GateStats",
+    "JobGate",
     "Level",
     "LevelLimits",
     "LevelPolicy",
     "LevelSet",
+    "LevelSnapshot",
     "LevelStats",
     "Order",
     "Percent",
