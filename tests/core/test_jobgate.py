@@ -29,6 +29,7 @@ from prioritize.core import (
     LevelPolicy,
     LevelSet,
     LevelSnapshot,
+    Order,
     Scheduler,
     Ticket,
     TicketState,
@@ -38,17 +39,19 @@ from prioritize.errors import ConfigError
 from .test_scheduler_stateful import gate_policies
 
 
-def unbounded(policy: GatePolicy) -> GatePolicy:
+def unbounded(policy: GatePolicy, weighted: bool) -> GatePolicy:
     """The policy with nothing shed while waiting: a broker keeps every job it accepts.
 
     Queue bounds and ``max_wait`` are the Scheduler's admission control, not
     the decision JobGate shares with it; ``now`` stays 0, so the default 30 s
-    never expires either.
+    never expires either. ``weighted`` forces weighted order, which has the
+    most state to get wrong.
     """
     levels = {
         name: replace(lp, queue=None, max_wait=math.inf) for name, lp in policy.levels.items()
     }
-    return replace(policy, levels=levels, queue=10**9)
+    order = Order.WEIGHTED if weighted else policy.order
+    return replace(policy, levels=levels, queue=10**9, order=order)
 
 
 def snapshot(queued: list[int], running: list[int]) -> list[LevelSnapshot]:
@@ -91,7 +94,7 @@ class LockstepMachine(RuleBasedStateMachine):
         super().__init__()
         self.holders: list[Ticket] = []
 
-    @initialize(policy=gate_policies().map(unbounded))
+    @initialize(policy=st.builds(unbounded, gate_policies(), st.booleans()))
     def start(self, policy: GatePolicy) -> None:
         self.scheduler = Scheduler(policy)
         self.gate = JobGate(policy)
@@ -142,6 +145,14 @@ class LockstepMachine(RuleBasedStateMachine):
         ticket = self.holders.pop(pick % len(self.holders))
         self.running[ticket.level.rank] -= 1
         self.check(self.scheduler.release(ticket, 0.0))
+
+    @precondition(lambda self: bool(self.holders))
+    @rule(picks=st.lists(st.integers(0, 10**6), min_size=2, max_size=6))
+    def finish_several(self, picks: list[int]) -> None:
+        # many turns in a row: stride positions drift apart, levels go idle and return
+        for pick in picks:
+            if self.holders:
+                self.finish(pick)
 
     @precondition(lambda self: bool(self.scheduler.waiting))
     @rule(pick=st.integers(0, 10**6))
@@ -255,6 +266,21 @@ def test_an_idle_level_restarts_at_the_virtual_time() -> None:
     # b arrives: it restarts at the virtual time, with no credit for 10 idle turns
     served = [gate.reserve(snapshot([5, 5], [0, 0])) for _ in range(4)]
     assert served == [1, 0, 1, 0]
+
+
+def test_a_job_taken_at_once_costs_no_turn_even_beside_jobs_that_can_never_run() -> None:
+    # z's max is 0: its queued job never starts, and the gate is not "busy" because of it
+    levels = {"z": LevelPolicy(max=0)}
+    policy = GatePolicy(
+        capacity=1, order="weighted", levels=levels, level_set=LevelSet(["a", "b", "z"])
+    )  # type: ignore[arg-type]
+    gate = JobGate(policy)
+    assert gate.reserve(snapshot([0, 0, 1], [0, 0, 0])) is None
+    assert gate.reserve(snapshot([1, 0, 1], [0, 0, 0])) == 0  # nothing else waits: free
+    assert gate.reserve(snapshot([1, 1, 1], [1, 0, 0])) is None  # a and b now wait
+    # a's first turn cost nothing, so a and b are level and the tie goes to a
+    assert gate.reserve(snapshot([1, 1, 1], [0, 0, 0])) == 0
+    assert gate.reserve(snapshot([0, 1, 1], [0, 0, 0])) == 1
 
 
 def test_next_level_is_pure_and_state_round_trips() -> None:
