@@ -24,6 +24,8 @@ from .policy import LevelLimits as LevelLimits
 from .policy import LevelPolicy as LevelPolicy
 from .policy import Order as Order
 from .policy import Percent as Percent
+from .retry import Jitter as Jitter
+from .retry import RetryPolicy as RetryPolicy
 from .scheduler import Scheduler as Scheduler
 from .stats import GateStats as GateStats
 from .stats import LevelStats as LevelStats
@@ -38,6 +40,7 @@ __all__ = [
     "Classifier",
     "GatePolicy",
     "GateStats",
+    "Jitter",
     "JobGate",
     "Level",
     "LevelLimits",
@@ -50,6 +53,7 @@ __all__ = [
     "Policy",
     "Reason",
     "RequestInfo",
+    "RetryPolicy",
     "Rule",
     "Scheduler",
     "Ticket",
