@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from prioritize import __version__
 from prioritize.cli import main
+from prioritize.core.signing import key_id
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "prioritize.toml"
@@ -214,3 +215,36 @@ def test_check_shows_an_adaptive_capacity(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(policy)])
     assert result.exit_code == 0, result.output
     assert "adaptive capacity: aimd, 2 to 50 seats, starting at 20" in result.output
+
+
+def test_check_shows_who_may_raise_their_priority_without_showing_secrets(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOP_PRIORITY_SECRET", "new secret of the shop")
+    monkeypatch.setenv("SHOP_PRIORITY_SECRET_OLD", "old secret of the shop")
+    policy = """
+[gates.api]
+capacity = 8
+
+[trust]
+trusted_networks = ["10.0.0.0/8"]
+secret_env = ["SHOP_PRIORITY_SECRET", "SHOP_PRIORITY_SECRET_OLD"]
+token_ttl = 20
+"""
+    result = runner.invoke(main, ["check", str(write(tmp_path, policy))])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "trust: x-priority may lower a level; raising it takes a signed token" in out
+    assert "trusted networks: 10.0.0.0/8; proxies whose X-Forwarded-For is believed: none" in out
+    new, old = key_id(b"new secret of the shop"), key_id(b"old secret of the shop")
+    assert (
+        "signed tokens (x-priority-token): 2 secrets from SHOP_PRIORITY_SECRET, "
+        f"SHOP_PRIORITY_SECRET_OLD, key ids {new}, {old}; the first signs; "
+        "tokens signed here live 20 s, at most 300 s accepted"
+    ) in out
+    assert "secret of the shop" not in out
+
+
+def test_check_says_when_no_token_can_raise_a_level(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["check", str(EXAMPLE)])
+    assert "no secret configured (trust.secret_env), so no token can raise a level" in result.stdout

@@ -19,6 +19,8 @@ from rich.table import Table
 from ..core.classify import Rule
 from ..core.config import Policy
 from ..core.policy import GatePolicy, Percent, Quantity
+from ..core.signing import key_id
+from ..core.trust import TrustPolicy
 from ..simulate.load import LoadSpec
 from .common import check_load, load_or_fail, stdout_console
 
@@ -91,6 +93,36 @@ def _load_line(spec: LoadSpec) -> str:
     )
 
 
+def trust_lines(trust: TrustPolicy) -> list[str]:
+    """Who may raise their priority, in words: the settings a reviewer must see together.
+
+    Secrets are never shown: how many, where they come from and their key
+    ids (what a token names), so a rotation can be checked.
+    """
+    networks = ", ".join(trust.trusted_networks) or "none"
+    proxies = ", ".join(trust.trusted_proxies) or "none"
+    lines = [
+        f"trust: {trust.priority_header} may lower a level; raising it takes a signed "
+        f"token or a trusted network",
+        f"  trusted networks: {networks}; proxies whose X-Forwarded-For is believed: {proxies}",
+    ]
+    if trust.secrets:
+        where = f" from {', '.join(trust.secret_env)}" if trust.secret_env else ""
+        ids = ", ".join(key_id(secret) for secret in trust.secrets)
+        count = f"{len(trust.secrets)} secret{'s' if len(trust.secrets) > 1 else ''}"
+        lines.append(
+            f"  signed tokens ({trust.signed_header}): {count}{where}, key ids {ids}; "
+            f"the first signs; tokens signed here live {trust.token_ttl:g} s, "
+            f"at most {trust.max_token_ttl:g} s accepted"
+        )
+    else:
+        lines.append(
+            f"  signed tokens ({trust.signed_header}): no secret configured "
+            "(trust.secret_env), so no token can raise a level"
+        )
+    return lines
+
+
 def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None:
     console.print(f"policy {policy.source}: valid", style="bold green")
     console.print(f"levels, most important first: {', '.join(policy.levels.names)}")
@@ -107,6 +139,8 @@ def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None
         for warning in gate.warnings():
             console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     console.print(rules_table(policy.rules, policy.default_level))
+    for line in trust_lines(policy.trust):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if load is not None:
         console.print(_load_line(load), markup=False, highlight=False)
 
