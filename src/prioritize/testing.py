@@ -20,11 +20,13 @@ the selector-based event loops of CPython (the default on Linux and macOS).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol, final
+from typing import Protocol, TypeVar, final
 
-__all__ = ["VirtualClock"]
+__all__ = ["VirtualClock", "run_virtual"]
+
+_T = TypeVar("_T")
 
 
 class _Selector(Protocol):
@@ -82,3 +84,17 @@ class VirtualClock:
 
     def __repr__(self) -> str:
         return f"<VirtualClock t={self._now:g}>"
+
+
+def run_virtual(main: Callable[[], Awaitable[_T]], start: float = 0.0) -> _T:
+    """``asyncio.run(main())`` on a fresh loop whose time is a `VirtualClock` from ``start``.
+
+    The usual shape of a test of code under a gate: timeouts and waits of
+    minutes happen at once, and exactly. Returns what ``main()`` returns.
+    """
+
+    async def on_virtual_time() -> _T:
+        with VirtualClock(start).patch_loop():
+            return await main()
+
+    return asyncio.run(on_virtual_time())

@@ -5,26 +5,15 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, Ticket, policy_from_toml
 from prioritize.aio import Gate
 from prioritize.errors import PrioritizeError
-from prioritize.testing import VirtualClock
+from prioritize.testing import run_virtual as run
 
 INF = math.inf
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` on a fresh loop driven by virtual time."""
-
-    async def main() -> None:
-        with VirtualClock().patch_loop():
-            await body()
-
-    asyncio.run(main())
 
 
 async def settle() -> None:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 from prioritize import AIMD, policy_from_toml
 from prioritize.aio import Gate
-from prioritize.testing import VirtualClock
+from prioritize.testing import run_virtual as run
 
 ADAPTIVE = """
 [gates.api]
 capacity = { adaptive = "aimd", min = 2, max = 50, initial = 10, max_rtt = 0.5, window = 1 }
 """
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        with VirtualClock().patch_loop():
-            await body()
-
-    asyncio.run(main())
 
 
 async def hold_for(gate: Gate, seconds: float, count: int) -> None:

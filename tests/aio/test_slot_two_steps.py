@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
 
 import pytest
 
 from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, TicketStateError
 from prioritize.aio import Gate
-from prioritize.testing import VirtualClock
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        with VirtualClock().patch_loop():
-            await body()
-
-    asyncio.run(main())
+from prioritize.testing import run_virtual as run
 
 
 def test_a_free_seat_is_granted_at_once_and_released_by_hand() -> None:

@@ -53,3 +53,14 @@ def test_the_loop_gets_its_own_clock_back_after_the_block() -> None:
 def test_patch_loop_needs_a_running_loop() -> None:
     with pytest.raises(RuntimeError, match="no running event loop"), VirtualClock().patch_loop():
         pass
+
+
+def test_run_virtual_returns_what_main_returns_after_virtual_time_only() -> None:
+    from prioritize.testing import run_virtual
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(3600)  # an hour, at once
+        return loop.time()
+
+    assert run_virtual(main, start=100.0) == 3700.0

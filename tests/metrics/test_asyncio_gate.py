@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from prioritize import Gate, GatePolicy, LevelPolicy, Rejected
 from prioritize.metrics import GateMetrics, metrics_app
-from prioritize.testing import VirtualClock
+from prioritize.testing import run_virtual as run_on_virtual_time
 
 from .exposition import Exposition
 
@@ -33,14 +32,6 @@ async def scrape(client: httpx.AsyncClient, **headers: str) -> Exposition:
     return Exposition.parse(
         response.text, openmetrics="openmetrics" in response.headers["content-type"]
     )
-
-
-def run_on_virtual_time(body: Callable[[], Awaitable[None]]) -> None:
-    async def main() -> None:
-        with VirtualClock().patch_loop():
-            await body()
-
-    asyncio.run(main())
 
 
 def test_a_scrape_reports_outcomes_waits_service_times_and_seats_per_level() -> None:

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 from prioritize import GatePolicy, LevelPolicy, Reason, Rejected, Scheduler, Ticket, TicketState
-from prioritize.testing import VirtualClock
+from prioritize.testing import run_virtual
 
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` on a fresh event loop driven by virtual time."""
-
-    async def main() -> None:
-        with VirtualClock().patch_loop():
-            await body()
-
-    asyncio.run(main())
+#: run a test body on a fresh loop driven by virtual time
+run = run_virtual
 
 
 async def settle() -> None:
