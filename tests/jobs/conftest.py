@@ -55,6 +55,7 @@ def redis_cluster_urls() -> Iterator[list[str]]:
 
 
 _queue_names = itertools.count()
+_stores = itertools.count(1)
 
 
 class BrokerFactory:
@@ -65,13 +66,22 @@ class BrokerFactory:
     """
 
     def __init__(
-        self, kind: str, clock: ManualClock, tmp_path: Path, request: pytest.FixtureRequest
+        self,
+        kind: str,
+        clock: ManualClock,
+        tmp_path: Path,
+        request: pytest.FixtureRequest,
+        store: int = 0,
     ) -> None:
         self.kind = kind
         self.clock = clock
-        self._path = tmp_path / "jobs.db"
+        self._path = tmp_path / f"jobs-{store}.db"
         self._request = request
         self._queue = f"conformance-{next(_queue_names)}-{time.time_ns()}"
+
+    def fresh(self) -> BrokerFactory:
+        """A factory of the same kind over another fresh, empty store (same clock)."""
+        return BrokerFactory(self.kind, self.clock, self._path.parent, self._request, next(_stores))
 
     def make(self, gate: GatePolicy) -> Broker:
         """A new configured broker (connections open lazily, in the running loop)."""
@@ -109,5 +119,15 @@ class BrokerFactory:
 def brokers(request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path) -> BrokerFactory:
     """One kind of broker per run of a test: memory, SQLite, Redis, Redis Cluster."""
     if request.param.startswith("redis"):  # start the servers outside the test's loop
+        request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_urls")
+    return BrokerFactory(request.param, clock, tmp_path, request)
+
+
+@pytest.fixture(params=[kind for kind in BROKERS if kind != "memory"])
+def stored_brokers(
+    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
+) -> BrokerFactory:
+    """The brokers with a store of their own (checked in lockstep against the memory broker)."""
+    if request.param.startswith("redis"):
         request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_urls")
     return BrokerFactory(request.param, clock, tmp_path, request)
