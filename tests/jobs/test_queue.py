@@ -359,3 +359,15 @@ def test_importing_the_jobs_package_loads_only_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["prioritize"]
+
+
+def test_sqlite_urls_read_like_sqlalchemy() -> None:
+    from prioritize.jobs.brokers import _sqlite_path
+
+    assert _sqlite_path("sqlite:///jobs.db") == "jobs.db"
+    assert _sqlite_path("sqlite:///./data/jobs.db") == "./data/jobs.db"
+    assert _sqlite_path("sqlite:////var/lib/jobs.db") == "/var/lib/jobs.db"
+    assert _sqlite_path("work/jobs.db") == "work/jobs.db"
+    for bad in ("sqlite://jobs.db", "sqlite:///"):
+        with pytest.raises(ValueError, match=r"expected 'sqlite:///relative/path.db' or"):
+            _sqlite_path(bad)

@@ -1,7 +1,7 @@
 """Job brokers: memory (tests, one process), SQLite (embedded default), Redis (many machines).
 
 `open_broker` turns a URL into one: ``memory://``, ``sqlite:///path/to.db``
-(or a plain path ending in ``.db``), ``redis://host:port/0``.
+(``sqlite:////abs/path.db``, or a plain path ending in ``.db``), ``redis://host:port/0``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ def open_broker(url: str) -> Broker:
         )
     if url in {"memory://", "memory"}:
         return MemoryBroker()
-    if url.startswith("sqlite://") or url.endswith((".db", ".sqlite", ".sqlite3")):
+    if url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
         from .sqlite import SQLiteBroker  # type: ignore[import-not-found,unused-ignore]
 
-        path = url.removeprefix("sqlite://")
-        if url.startswith("sqlite://"):
-            path = path.removeprefix("/") if path.startswith("//") else path
-        return SQLiteBroker(path or "prioritize.db")  # type: ignore[no-any-return,unused-ignore]
+        return SQLiteBroker(_sqlite_path(url))  # type: ignore[no-any-return,unused-ignore]
     if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from .redis import RedisBroker  # type: ignore[import-not-found,unused-ignore]
 
@@ -35,3 +32,19 @@ def open_broker(url: str) -> Broker:
         f"broker URL {url!r} is not understood: expected 'memory://', 'sqlite:///path/to.db' "
         "(or a path ending in .db), 'redis://host:port/db' or 'redis+cluster://host:port'"
     )
+
+
+def _sqlite_path(url: str) -> str:
+    """The file of a SQLite URL, as SQLAlchemy reads them.
+
+    ``sqlite:///jobs.db`` is relative to the current directory,
+    ``sqlite:////var/lib/jobs.db`` absolute; a bare path is taken as is.
+    """
+    if not url.startswith("sqlite:"):
+        return url
+    if not url.startswith("sqlite:///") or len(url) == len("sqlite:///"):
+        raise ValueError(
+            f"SQLite URL {url!r}: expected 'sqlite:///relative/path.db' or "
+            "'sqlite:////absolute/path.db' (three slashes, then the path)"
+        )
+    return url[len("sqlite:///") :]

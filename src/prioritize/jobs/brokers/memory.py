@@ -108,9 +108,10 @@ class MemoryBroker(Broker):
                 existing = self._keys.get(job.idempotency_key)
                 if existing is not None and existing in self._jobs:
                     return self._jobs[existing]
-                self._keys[job.idempotency_key] = job.id
             if job.id in self._jobs:
                 raise ValueError(f"a job with id {job.id!r} is already stored")
+            if job.idempotency_key is not None:
+                self._keys[job.idempotency_key] = job.id
             job = job.evolve(enqueued_at=now, attempts=0, worker=None, lease_until=None)
             if job.run_at is not None and job.run_at > now:
                 self._jobs[job.id] = job.evolve(state=JobState.SCHEDULED)
