@@ -15,6 +15,7 @@ from .check import check
 from .demo import demo
 from .sign import sign
 from .simulate import simulate
+from .worker import worker
 
 __all__ = ["main"]
 
@@ -29,3 +30,4 @@ main.add_command(check)
 main.add_command(simulate)
 main.add_command(sign)
 main.add_command(demo)
+main.add_command(worker)
