@@ -13,6 +13,7 @@ import click
 from .. import __version__
 from .check import check
 from .demo import demo
+from .serve import serve
 from .sign import sign
 from .simulate import simulate
 from .worker import worker
@@ -31,3 +32,4 @@ main.add_command(simulate)
 main.add_command(sign)
 main.add_command(demo)
 main.add_command(worker)
+main.add_command(serve)
