@@ -334,8 +334,6 @@ class Worker:
             self._stopped.set()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prioritize-job")
         helpers = [asyncio.create_task(self._renew_leases())]
-        if self.stats_interval is not None:
-            helpers.append(asyncio.create_task(self._sample_stats(self.stats_interval)))
         logger.info(
             "worker %s started: %d slots, levels %s, lease %g s, %r",
             self.name,
@@ -346,6 +344,9 @@ class Worker:
             extra={"worker": self.name},
         )
         try:
+            if self.stats_interval is not None:
+                await self._sample_once()  # the first sample: the queue as this worker found it
+                helpers.append(asyncio.create_task(self._sample_stats(self.stats_interval)))
             await self._serve(until_idle=until_idle)
         finally:
             try:
@@ -555,12 +556,15 @@ class Worker:
     async def _sample_stats(self, interval: float) -> None:
         """Keep a recent copy of the broker's counts, so a metrics scrape never calls the broker."""
         while True:
-            try:
-                self._queue_stats = await self.queue.broker.stats()
-                self._sampled_at = time.time()
-            except Exception:
-                logger.warning("sampling the broker's stats failed", exc_info=True)
             await asyncio.sleep(interval)
+            await self._sample_once()
+
+    async def _sample_once(self) -> None:
+        try:
+            self._queue_stats = await self.queue.broker.stats()
+            self._sampled_at = time.time()
+        except Exception:
+            logger.warning("sampling the broker's stats failed", exc_info=True)
 
     # -- running one job -----------------------------------------------------------
 
