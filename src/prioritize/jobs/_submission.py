@@ -281,5 +281,7 @@ def _shown(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return f"a string of {len(value)} characters" if value else "an empty string"
+        if not value:
+            return "an empty string"
+        return f"a string of {len(value)} characters" if len(value) > MAX_TEXT else "a string"
     return "an array" if isinstance(value, list) else "an object"
