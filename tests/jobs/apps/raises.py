@@ -1,0 +1,3 @@
+"""A module failing at import."""
+
+raise RuntimeError("settings file missing")
