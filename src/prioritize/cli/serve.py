@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import signal
 import socket
 import tomllib
@@ -30,7 +31,6 @@ import click
 
 from ..config import POLICY_FILE
 from ..core.config import Policy
-from ..errors import ConfigError
 from ..jobs.broker import Broker
 from ..jobs.brokers import open_broker
 from ..jobs.queue import JobQueue
@@ -107,9 +107,10 @@ def serve(
         else:
             queue = JobQueue(_open(broker_url or DEFAULT_BROKER), policy=policy)
         service = create_app(queue, policy=policy)
-    except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
+    except ValueError as exc:  # a ConfigError too
         _fail(_one_line(exc))
-    where = broker_url or (DEFAULT_BROKER if app is None else repr(queue.broker))
+    url = broker_url or (DEFAULT_BROKER if app is None else None)
+    where = f"broker {url}" if url is not None else f"the broker of {app}"
     listening = _listen(host, port)
     bound = listening.getsockname()[1]
     try:
@@ -158,7 +159,11 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        # create_server adds the address to strerror: say it once; a lookup error has its own
+        code = exc.errno
+        plain = code is not None and code > 0 and not isinstance(exc, socket.gaierror)
+        reason = os.strerror(code) if plain and code is not None else (exc.strerror or str(exc))
+        _fail(f"cannot listen on {host}:{port}: {reason}")
 
 
 class _BrokerDown(Exception):
@@ -174,12 +179,11 @@ async def _serve(
         await queue.stats()
     except Exception as exc:  # any broker's own error types: named, not caught by kind
         await _close_quietly(queue)
-        raise _BrokerDown(f"broker {where}: cannot read from it: {_one_line(exc)}") from exc
+        raise _BrokerDown(f"{where}: cannot read from it: {_one_line(exc)}") from exc
     shown = f"[{host}]" if ":" in host else host
-    accepted = ", ".join(sorted(queue.tasks)) or "any task"
+    accepted = f"tasks {', '.join(sorted(queue.tasks))}" if queue.tasks else "any task"
     click.echo(
-        f"prioritize serve: listening on http://{shown}:{port} (broker {where}; {accepted})",
-        err=True,
+        f"prioritize serve: listening on http://{shown}:{port} ({where}; {accepted})", err=True
     )
     server = _server_class(uvicorn.Server)(
         uvicorn.Config(app, host=host, port=port, lifespan="off")
@@ -219,10 +223,5 @@ async def _close_quietly(queue: JobQueue) -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    """An error's message on one line (a ConfigError lists its problems on several)."""
-    if isinstance(exc, ConfigError):
-        return "; ".join(str(problem) for problem in exc.problems) + (
-            f" (in {exc.source})" if exc.source else ""
-        )
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    """An error's message on one line, whatever the broker or module wrote."""
+    return " ".join(str(exc).split()) or type(exc).__name__
