@@ -45,6 +45,8 @@ DOCS = (
     "docs/http.md",
     "docs/http-client.md",
     "docs/metrics.md",
+    "docs/jobs.md",
+    "docs/jobs-api.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -26,6 +26,8 @@ from .queue import JobQueue as JobQueue
 from .queue import Task as Task
 from .serializer import JsonSerializer as JsonSerializer
 from .serializer import Serializer as Serializer
+from .worker import Worker as Worker
+from .worker import WorkerStats as WorkerStats
 
 __all__ = [
     "Broker",
@@ -47,5 +49,7 @@ __all__ = [
     "Serializer",
     "Task",
     "TaskFailed",
+    "Worker",
+    "WorkerStats",
     "open_broker",
 ]
