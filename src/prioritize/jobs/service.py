@@ -40,16 +40,12 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any, final
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -62,8 +58,21 @@ from ..core.config import Policy
 from ..core.levels import Level
 from ..core.policy import GatePolicy
 from ..http.middleware import STATE_KEY, PriorityMiddleware
-from ..metrics import GateMetrics, HttpMetrics, metrics_app
+from ..metrics import GateMetrics, HttpMetrics
+from ._http import (
+    NO_STORE,
+    check_media_type,
+    http_problem,
+    internal_problem,
+    invalid,
+    not_found,
+    problem,
+    read_limited,
+    refuse_size,
+    too_large,
+)
 from ._openapi import PROBLEM_TYPES, openapi_document
+from ._service_metrics import MetricsEndpoint, new_registry
 from ._submission import (
     FieldError,
     InvalidSubmission,
@@ -75,7 +84,7 @@ from ._submission import (
     read_submission,
 )
 from .broker import Broker
-from .model import Job, JobState, JobStats, SerializationError
+from .model import Job, JobState, SerializationError
 from .queue import JobQueue
 
 __all__ = ["MAX_BODY", "MAX_WAIT", "PROBLEM_TYPES", "SUBMIT_GATE", "create_app"]
@@ -89,14 +98,7 @@ SUBMIT_GATE = "submit"
 #: seats of the stand-in submit gate, for a policy that defines none
 SUBMIT_CAPACITY = 64
 
-_NO_STORE = {"Cache-Control": "no-store"}
-#: RFC 9110's reason phrases, where Python's differ by version ("Unprocessable Entity")
-_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
-_log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 def create_app(
@@ -126,8 +128,8 @@ def create_app(
     policy = _service_policy(queue, policy, gate)
     service = _Service(queue, _allow_list(queue, tasks), max_body)
     submit = PriorityMiddleware(request_response(service.submit), policy, gate=gate)
-    registry = _new_registry() if registry is None else registry
-    metrics = _MetricsEndpoint(queue, registry, stats_max_age)
+    registry = new_registry() if registry is None else registry
+    metrics = MetricsEndpoint(queue, registry, stats_max_age)
     gates = GateMetrics(registry)
     for name, admitting in submit.gates.items():
         gates.add(admitting, name)
@@ -148,7 +150,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"], name="metrics"),
         Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
     ]
-    handlers = {HTTPException: _http_problem, Exception: _internal_problem}
+    handlers = {HTTPException: http_problem, Exception: internal_problem}
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.queue = queue
     app.state.middleware = submit
@@ -172,12 +174,12 @@ class _Service:
     # -- POST /v1/jobs -------------------------------------------------------------
 
     async def submit(self, request: Request) -> Response:
-        refused = _check_media_type(request) or _refuse_size(request, self.max_body)
+        refused = check_media_type(request) or refuse_size(request, self.max_body)
         if refused is not None:
             return refused
-        raw = await _read_limited(request, self.max_body)
+        raw = await read_limited(request, self.max_body)
         if raw is None:
-            return _too_large(request, self.max_body)
+            return too_large(request, self.max_body)
         try:
             data = parse_json(raw)
         except MalformedBody as exc:
@@ -185,7 +187,7 @@ class _Service:
         try:
             submission = self._read(request, data)
         except InvalidSubmission as exc:
-            return _invalid(request, exc.errors)
+            return invalid(request, exc.errors)
         level = self._level(request, submission.level)
         try:
             handle = await self.queue.enqueue(
@@ -199,13 +201,13 @@ class _Service:
                 deadline=submission.deadline,
             )
         except SerializationError as exc:  # a serializer other than JSON refused the arguments
-            return _invalid(request, [FieldError(self._unwritable(submission), str(exc))])
+            return invalid(request, [FieldError(self._unwritable(submission), str(exc))])
         location = f"/v1/jobs/{handle.id}"
         if not handle.created:
             return await self._matched(request, handle.id, submission, location)
         status = JobState.SCHEDULED if submission.delay else JobState.QUEUED
         body = {"id": handle.id, "status": status.value, "level": level, "location": location}
-        return JSONResponse(body, 202, headers={"Location": location, **_NO_STORE})
+        return JSONResponse(body, 202, headers={"Location": location, **NO_STORE})
 
     def _read(self, request: Request, data: object) -> Submission:
         """The submission in ``data``, with the header's key; every problem at once."""
@@ -276,7 +278,7 @@ class _Service:
                 job=location,
             )
         body = {**self._job_body(job), "location": location}
-        return JSONResponse(body, 200, headers={"Location": location, **_NO_STORE})
+        return JSONResponse(body, 200, headers={"Location": location, **NO_STORE})
 
     # -- GET and DELETE /v1/jobs/{id} ----------------------------------------------
 
@@ -285,7 +287,7 @@ class _Service:
         try:
             wait = _wait_seconds(request.query_params.get("wait"))
         except InvalidSubmission as exc:
-            return _invalid(request, exc.errors)
+            return invalid(request, exc.errors)
         if wait > 0:
             found = await _wait_unless_gone(self.broker, job_id, wait, request.receive)
             if found is _GONE:
@@ -293,21 +295,21 @@ class _Service:
         else:
             found = await self.broker.get(job_id)
         if not isinstance(found, Job):
-            return _not_found(request, job_id)
-        return JSONResponse(self._job_body(found), headers=_NO_STORE)
+            return not_found(request, job_id)
+        return JSONResponse(self._job_body(found), headers=NO_STORE)
 
     async def cancel(self, request: Request) -> Response:
         job_id: str = request.path_params["job_id"]
         job = await self.broker.cancel(job_id)
         if job is None:
-            return _not_found(request, job_id)
+            return not_found(request, job_id)
         if job.state is not JobState.CANCELLED:
             detail = (
                 f"job {job_id} is {job.state.value}: only a queued or scheduled job can be "
                 "cancelled"
             )
             return problem(request, 409, "job-not-cancellable", detail, job_status=job.state.value)
-        return JSONResponse(self._job_body(job), headers=_NO_STORE)
+        return JSONResponse(self._job_body(job), headers=NO_STORE)
 
     def _job_body(self, job: Job) -> dict[str, object]:
         result = None
@@ -335,53 +337,7 @@ class _Service:
 
     async def stats(self, request: Request) -> Response:
         stats = await self.queue.stats()
-        return JSONResponse({"levels": stats.as_dict()}, headers=_NO_STORE)
-
-
-# -- the request body -------------------------------------------------------------------
-
-
-def _check_media_type(request: Request) -> Response | None:
-    """415 unless the body is declared JSON and not content-coded."""
-    declared = request.headers.get("content-type")
-    media = (declared or "").split(";", 1)[0].strip().lower()
-    coding = request.headers.get("content-encoding", "identity").strip().lower()
-    headers = {"Accept-Post": "application/json"}
-    if coding != "identity":
-        detail = f"Content-Encoding {coding!r} is not accepted: send the JSON body uncompressed"
-        return problem(request, 415, "unsupported-media-type", detail, headers=headers)
-    if media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        return None
-    got = f"Content-Type {declared!r}" if declared else "no Content-Type"
-    detail = f"a job is submitted as JSON: got {got}; send Content-Type: application/json"
-    return problem(request, 415, "unsupported-media-type", detail, headers=headers)
-
-
-def _refuse_size(request: Request, max_body: int) -> Response | None:
-    """413 at once when ``Content-Length`` already says the body is too large."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_body:
-        return _too_large(request, max_body)
-    return None
-
-
-async def _read_limited(request: Request, max_body: int) -> bytes | None:
-    """The body, or None as soon as it grows past ``max_body`` (the rest is not read)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_body:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _too_large(request: Request, max_body: int) -> Response:
-    detail = f"the body is over {max_body} bytes, the most this service accepts"
-    return problem(request, 413, "body-too-large", detail, max_bytes=max_body)
+        return JSONResponse({"levels": stats.as_dict()}, headers=NO_STORE)
 
 
 def _wait_seconds(text: str | None) -> float:
@@ -427,164 +383,6 @@ async def _disconnected(receive: Receive) -> None:
     """Return when the client disconnects (a GET's empty body is read and dropped)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-# -- problems -----------------------------------------------------------------------------
-
-
-def problem(
-    request: Request,
-    status: int,
-    kind: str,
-    detail: str,
-    *,
-    headers: dict[str, str] | None = None,
-    **extensions: object,
-) -> Response:
-    """An RFC 9457 problem response; ``kind`` is a key of `PROBLEM_TYPES`, or "" for about:blank."""
-    body: dict[str, object] = {
-        "type": PROBLEM_TYPES[kind] if kind else "about:blank",
-        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path,
-        **extensions,
-    }
-    return JSONResponse(
-        body,
-        status,
-        headers={**_NO_STORE, **(headers or {})},
-        media_type="application/problem+json",
-    )
-
-
-def _invalid(request: Request, errors: list[FieldError]) -> Response:
-    fields = ", ".join(dict.fromkeys(e.field for e in errors))
-    detail = f"{len(errors)} problem{'s' if len(errors) != 1 else ''} with the request: {fields}"
-    return problem(request, 422, "invalid-request", detail, errors=[e.as_dict() for e in errors])
-
-
-def _not_found(request: Request, job_id: str) -> Response:
-    detail = f"no job {job_id}: never submitted, or dropped after its result TTL"
-    return problem(request, 404, "job-not-found", detail)
-
-
-async def _http_problem(request: Request, exc: Exception) -> Response:
-    """Starlette's own errors (no such route, method not allowed) as problems."""
-    assert isinstance(exc, HTTPException)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 404:
-        detail = f"no route {request.url.path}; the routes are listed at /openapi.json"
-    elif exc.status_code == 405:
-        allowed = headers.get("Allow", "")
-        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
-    else:
-        detail = str(exc.detail)
-    return problem(request, exc.status_code, "", detail, headers=headers)
-
-
-async def _internal_problem(request: Request, exc: Exception) -> Response:
-    """An unexpected error: a problem body, the error itself only in the log."""
-    detail = "the service failed on this request; the error is in its log"
-    return problem(request, 500, "internal-error", detail)
-
-
-# -- metrics --------------------------------------------------------------------------------
-
-
-@final
-class _MetricsEndpoint:
-    """``/metrics``: refresh the job counts if stale, on this loop, then export everything."""
-
-    def __init__(self, queue: JobQueue, registry: CollectorRegistry, max_age: float) -> None:
-        self.queue = queue
-        self.max_age = max_age
-        self.collector = _JobMetrics(queue.gate_policy.name)
-        registry.register(self.collector)
-        self._exposition = metrics_app(registry)
-        self._taken: float | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.refresh()
-        await self._exposition(scope, receive, send)
-
-    async def refresh(self) -> None:
-        now = asyncio.get_running_loop().time()
-        if self._taken is not None and now - self._taken < self.max_age:
-            return
-        try:
-            stats = await self.queue.stats()
-        except Exception:  # the broker is down: still export the gates and the last counts
-            _log.exception("reading job stats for /metrics failed; exporting the last ones")
-            return
-        self.collector.snapshot, self.collector.sampled_at = stats, time.time()
-        self._taken = now
-
-
-@final
-class _JobMetrics:
-    """A collector of the last job counts read (`_MetricsEndpoint` refreshes them).
-
-    ``prioritize_jobs`` and ``prioritize_jobs_oldest_wait_seconds`` are the
-    series a worker exports (`prioritize.jobs.metrics.QueueMetrics`), so
-    dashboards read either; ``prioritize_jobs_sampled_timestamp_seconds``
-    says how fresh they are (it stops moving while the broker is down).
-    """
-
-    def __init__(self, gate: str) -> None:
-        self.gate = gate
-        self.snapshot: JobStats | None = None
-        self.sampled_at: float | None = None
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        labels = ["gate", "level"]
-        jobs = GaugeMetricFamily(
-            "prioritize_jobs",
-            "Jobs in the broker now, by level and state: queued, scheduled (delayed or "
-            "backing off), running (on any worker), dead (in the dead-letter set).",
-            labels=[*labels, "state"],
-        )
-        finished = CounterMetricFamily(
-            "prioritize_jobs_finished",
-            "Jobs that ended without a retry to come, by outcome: succeeded, cancelled, shed.",
-            labels=[*labels, "outcome"],
-        )
-        failed = CounterMetricFamily(
-            "prioritize_job_runs_failed", "Runs of jobs that failed, retried or not.", labels=labels
-        )
-        oldest = GaugeMetricFamily(
-            "prioritize_jobs_oldest_wait_seconds",
-            "How long the oldest queued job of the level has been waiting.",
-            labels=labels,
-            unit="seconds",
-        )
-        sampled = GaugeMetricFamily(
-            "prioritize_jobs_sampled_timestamp_seconds",
-            "When the service last read these counts from the broker (epoch seconds).",
-            labels=["gate"],
-        )
-        if self.snapshot is not None and self.sampled_at is not None:
-            for name, stats in self.snapshot.levels.items():
-                for state in ("queued", "scheduled", "running", "dead"):
-                    jobs.add_metric([self.gate, name, state], getattr(stats, state))
-                for outcome in ("succeeded", "cancelled", "shed"):
-                    finished.add_metric([self.gate, name, outcome], getattr(stats, outcome))
-                failed.add_metric([self.gate, name], stats.failed)
-                oldest.add_metric([self.gate, name], stats.oldest_wait)
-            sampled.add_metric([self.gate], self.sampled_at)
-        yield from (jobs, finished, failed, oldest, sampled)
-
-
-def _new_registry() -> CollectorRegistry:
-    """A registry of the app's own, with the process metrics the default one would have."""
-    registry = CollectorRegistry()
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
-    return registry
 
 
 # -- setup ------------------------------------------------------------------------------
