@@ -120,8 +120,8 @@ def create_app(
     seats is used. ``tasks`` are the task names accepted; None accepts the
     queue's registered tasks, or any name if it has none (the workers have
     the code). ``registry`` receives the metrics (a new one, with process
-    metrics, if None: apps never clash over names). Raises `ValueError` or
-    `ConfigError` naming what does not fit.
+    metrics, if None: apps never clash over names). Raises `TypeError`,
+    `ValueError` or `ConfigError` naming what does not fit.
     """
     if not isinstance(queue, JobQueue):
         raise TypeError(f"create_app serves a JobQueue, not {type(queue).__name__}")
@@ -164,12 +164,16 @@ class _Service:
 
     def __init__(self, queue: JobQueue, tasks: frozenset[str] | None, max_body: int) -> None:
         self.queue = queue
-        self.broker = queue.broker
         self.max_body = max_body
         self._tasks = tasks
         levels = queue.levels
         #: per level: a classifier with no rules that lets a requested level only lower it
         self._lowering = {lvl.name: Classifier((), default=lvl, levels=levels) for lvl in levels}
+
+    @property
+    def broker(self) -> Broker:
+        """The queue's broker now (the command may have replaced the one it was built with)."""
+        return self.queue.broker
 
     # -- POST /v1/jobs -------------------------------------------------------------
 
