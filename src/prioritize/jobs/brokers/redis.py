@@ -1,0 +1,703 @@
+"""The Redis broker: jobs shared by many processes and machines, on one server or a cluster.
+
+Theory of operation
+-------------------
+`MemoryBroker` is the reference: every rule here is its rule, and every
+change it makes under its lock, this broker makes inside one Lua script
+(``lua/*.lua``, one per operation, each prefixed with ``lua/common.lua``,
+which ports MemoryBroker's private methods one by one). So any number of
+workers see one consistent queue, and a reservation — apply the finished
+outcomes, upkeep, choose and start up to ``limit`` jobs — is one round trip.
+The choice is `JobGate`'s, ported to ``lua/gate.lua``: the resolved limits
+come from `JobGate` itself as script arguments, so no rule is configured
+twice, and only its stride state is stored (tests/jobs/test_redis_jobgate_lua.py
+runs both in lockstep).
+
+Time is always the broker's ``clock()``, passed to each script; Redis's own
+clock and key expiry are never used, so tests move time by hand.
+
+Key layout
+----------
+Every key of a queue starts with ``{prefix:queue}:``, one hash tag, so all of
+them live in one Redis Cluster slot and a script may touch any of them.
+Scripts receive the fixed keys and the per-level keys in KEYS; job hashes
+(``job:<id>``) are named inside the scripts from the same base::
+
+    meta          hash  seq (orders ties FIFO), levels (names, checked on first use)
+    counters      hash  running|scheduled|dead|succeeded|failed|cancelled|shed:<rank>
+    clocks        hash  <rank> → the level's clock (the tag last started)
+    flows         hash  <rank>:<flow> → the flow's last tag, while ahead of the clock
+    gate          hash  JobGate's stride state: vtime, p<i> passes, w<i> flags
+    ready:<rank>  zset  QUEUED jobs by tag; member '<16-digit seq>:<id>'
+    waiting:<rank> zset QUEUED jobs by when they became ready (oldest_wait)
+    scheduled     zset  SCHEDULED jobs by run_at; member '<seq>:<id>'
+    leases        zset  RUNNING jobs by lease expiry
+    deadlines     zset  QUEUED jobs with a deadline, by deadline
+    expiries      zset  finished jobs by when they are dropped
+    dead          zset  the dead-letter set, in order of failure
+    idem          hash  idempotency key → job id
+    watched       set   ids someone awaits: finishing one publishes it
+    sleepers      set   brokers with a worker asleep: enqueue etc. publish 'w'
+    memo, memo_times    recent replies by call token (see below)
+    job:<id>      hash  the `Job`'s fields, plus _member, _smember, _expires, _nonce
+
+Wakeups
+-------
+One sharded pub/sub channel per queue, ``{prefix:queue}:events`` (SPUBLISH
+from the scripts; SSUBSCRIBE works on a cluster and on one server alike),
+and one subscriber task per broker that resolves local futures. `wait`
+adds the id to ``watched`` in the same script that reads the job, after
+subscribing, so a finish is either seen by the read or published after it.
+Publishing only for watched jobs and sleeping workers keeps the channel
+quiet under load. A (re)subscription wakes every local waiter to look
+again, so a message lost while disconnected costs a spurious wakeup, never
+a lost one.
+
+Faults
+------
+Clients made by `from_url` retry commands on ConnectionError and
+TimeoutError with backoff, and redis-py reloads a script Redis has lost
+(NOSCRIPT). A retried call must not act twice: an enqueue carries a nonce
+stored in the job, and reserve, finish and requeue_dead a token under which
+the script keeps its reply for a few minutes and returns it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Collection, Sequence
+from importlib import resources
+from typing import Any, Final, TypeAlias, final
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ...core.jobgate import JobGate
+from ...core.levels import LevelSet
+from ...core.policy import GatePolicy, Order
+from ...core.retry import Jitter, RetryPolicy
+from ..broker import Broker
+from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind
+
+__all__ = ["RedisBroker"]
+
+#: seconds a dead job stays in the dead-letter set unless requeued
+DEFAULT_DEAD_TTL = 7 * 86_400.0
+#: leases reaped, jobs promoted and results dropped per call at most
+UPKEEP_BATCH: Final = 1000
+_FIXED_KEYS = (
+    "meta", "counters", "clocks", "flows", "gate", "scheduled", "leases", "deadlines",
+    "expiries", "dead", "idem", "watched", "sleepers", "memo", "memo_times",
+)  # fmt: skip
+_SCRIPTS = (
+    "enqueue", "reserve", "read", "cancel", "heartbeat", "dead", "requeue", "stats",
+    "sleep", "setup",
+)  # fmt: skip
+_URL_FORMS = (
+    "'redis://host:port/db', 'rediss://host:port/db', 'unix:///path/to/redis.sock' "
+    "or 'redis+cluster://host:port'"
+)
+_KINDS = {OutcomeKind.SUCCEEDED: "s", OutcomeKind.FAILED: "f", OutcomeKind.RELEASED: "r"}
+
+Client: TypeAlias = "Redis | RedisCluster"
+_log = logging.getLogger(__name__)
+
+
+@final
+class RedisBroker(Broker):
+    """Jobs in Redis (one server or a cluster); see `Broker` for the rules, and above for how.
+
+    ``client`` is a ``redis.asyncio`` client (made with ``decode_responses``
+    off); the broker closes it in `close`. `from_url` makes one with
+    retries configured. Use a broker from one event loop; `copy` makes one
+    for another.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        queue: str = "default",
+        prefix: str = "prioritize",
+        clock: Callable[[], float] = time.time,
+        dead_ttl: float = DEFAULT_DEAD_TTL,
+    ) -> None:
+        _check_name("queue", queue)
+        _check_name("prefix", prefix)
+        if not _is_number(dead_ttl) or dead_ttl <= 0:
+            raise ValueError(f"dead_ttl = {dead_ttl!r}: expected a finite number of seconds > 0")
+        if _decodes(client):
+            raise ValueError(
+                f"{type(client).__name__} client has decode_responses=True: RedisBroker "
+                "needs it off (the default), since job payloads and results are bytes"
+            )
+        self._client = client
+        self._queue, self._prefix, self._clock = queue, prefix, clock
+        self._dead_ttl = float(dead_ttl)
+        self._base = f"{{{prefix}:{queue}}}:"
+        self._channel = self._base + "events"
+        self._id = secrets.token_hex(8)
+        self._factory: Callable[[], Client] = functools.partial(_clone, client)
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(_source(name)) for name in _SCRIPTS
+        }
+        self._policy: GatePolicy | None = None
+        self._levels: LevelSet | None = None
+        self._keys: list[str] = []
+        self._nlevels = "0"
+        self._gate_args: list[str] = []
+        self._checked = False
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
+        self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._work_waiters: set[asyncio.Future[None]] = set()
+        #: wakeups seen for workers, and the count when the last reservation began
+        self._work_gen = 0
+        self._seen_gen = 0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        queue: str = "default",
+        clock: Callable[[], float] = time.time,
+        prefix: str = "prioritize",
+        dead_ttl: float = DEFAULT_DEAD_TTL,
+        **options: object,
+    ) -> RedisBroker:
+        """A broker on a new client for ``url``: ``redis://``, ``rediss://``, ``unix://``
+        or ``redis+cluster://host:port`` (any node of the cluster).
+
+        ``options`` go to the redis-py client (``retry`` replaces the
+        default: up to 20 retries of a command, backing off to 1 s, on
+        connection errors and timeouts). Raises ValueError naming a bad URL.
+        """
+        make = functools.partial(_client, url, options)
+        broker = cls(make(), queue=queue, prefix=prefix, clock=clock, dead_ttl=dead_ttl)
+        broker._factory = make
+        return broker
+
+    # -- setup ---------------------------------------------------------------------
+
+    def configure(self, gate: GatePolicy) -> None:
+        if self._levels is not None and self._levels != gate.level_set:
+            raise ValueError(
+                f"this broker already holds jobs of levels {list(self._levels.names)}; "
+                f"it cannot switch to {list(gate.level_set.names)}"
+            )
+        self._gate_args = _gate_args(gate)
+        self._policy, self._levels = gate, gate.level_set
+        n = len(gate.level_set)
+        self._nlevels = str(n)
+        self._keys = [
+            *(self._base + name for name in _FIXED_KEYS),
+            *(f"{self._base}ready:{rank}" for rank in range(n)),
+            *(f"{self._base}waiting:{rank}" for rank in range(n)),
+        ]
+
+    def copy(self) -> RedisBroker:
+        other = RedisBroker(
+            self._factory(),
+            queue=self._queue,
+            prefix=self._prefix,
+            clock=self._clock,
+            dead_ttl=self._dead_ttl,
+        )
+        other._factory = self._factory
+        if self._policy is not None:
+            other.configure(self._policy)
+        return other
+
+    def _configured(self) -> LevelSet:
+        if self._levels is None:
+            raise RuntimeError(
+                "RedisBroker is not configured: create a JobQueue over it, "
+                "or call broker.configure(gate_policy)"
+            )
+        return self._levels
+
+    async def _prepared(self) -> LevelSet:
+        """The levels, checked once against those the queue in Redis was made with."""
+        levels = self._configured()
+        if not self._checked:
+            names = ",".join(levels.names)
+            stored = (await self._call("setup", [names])).decode()
+            if stored != names:
+                raise ValueError(
+                    f"queue {self._queue!r} (prefix {self._prefix!r}) in Redis holds jobs of "
+                    f"levels {stored.split(',')}; this broker is configured for "
+                    f"{levels.names}: use the same levels, or another queue name"
+                )
+            self._checked = True
+        return levels
+
+    async def _call(self, name: str, args: Sequence[str | bytes], now: float | None = None) -> Any:
+        """Run script ``name`` with the common arguments (see lua/common.lua) before ``args``."""
+        now = self._clock() if now is None else now
+        header = [self._base, repr(float(now)), self._nlevels, repr(self._dead_ttl)]
+        return await self._scripts[name](keys=self._keys, args=[*header, *args])
+
+    # -- enqueue -------------------------------------------------------------------
+
+    async def enqueue(self, job: Job) -> Job:
+        return (await self.enqueue_many([job]))[0]
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
+        """`enqueue` for a batch in one round trip: all stored, or none if an id is taken.
+
+        Returns each job as stored (or the job its idempotency key holds).
+        Raises ValueError naming the ids already stored, or repeated in ``jobs``.
+        """
+        levels = await self._prepared()
+        now = self._clock()
+        ids = [job.id for job in jobs]
+        if len(set(ids)) != len(ids):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"job ids {repeated} appear more than once in this batch")
+        args: list[str | bytes] = [secrets.token_hex(8), str(len(jobs))]
+        stored: list[Job] = []
+        for given in jobs:
+            rank = levels.resolve(given.level).rank
+            later = given.run_at is not None and given.run_at > now
+            job = given.evolve(
+                enqueued_at=now,
+                attempts=0,
+                worker=None,
+                lease_until=None,
+                state=JobState.SCHEDULED if later else JobState.QUEUED,
+                run_at=given.run_at if later else None,
+            )
+            fields = _fields(job, rank)
+            key = "" if job.idempotency_key is None else "k" + job.idempotency_key
+            run_at = repr(float(job.run_at)) if job.run_at is not None else ""
+            args += [job.id, str(rank), job.state.value, run_at, key, str(len(fields) // 2)]
+            args += fields
+            stored.append(job)
+        reply = await self._call("enqueue", args, now)
+        if reply[0] == b"dup":
+            taken = [_text(i) for i in reply[1:]]
+            if len(taken) == 1:
+                raise ValueError(f"a job with id {taken[0]!r} is already stored")
+            raise ValueError(f"jobs with ids {taken} are already stored")
+        return [
+            job if got == b"n" else _job(got) for job, got in zip(stored, reply[1:], strict=True)
+        ]
+
+    # -- reserve and finish --------------------------------------------------------
+
+    async def reserve(
+        self,
+        worker: str,
+        limit: int,
+        *,
+        lease: float,
+        levels: Collection[str] | None = None,
+        finished: Sequence[Outcome] = (),
+    ) -> list[Job]:
+        level_set = await self._prepared()
+        allowed = _allowed(level_set, levels)
+        self._seen_gen = self._work_gen
+        reply = await self._run(
+            worker, finished, [str(limit), repr(float(lease)), str(UPKEEP_BATCH), allowed]
+        )
+        return [_job(raw) for raw in reply[1:]]
+
+    async def finish(self, worker: str, outcomes: Sequence[Outcome]) -> list[bool]:
+        levels = await self._prepared()
+        reply = await self._run(worker, outcomes, ["0", "0", "0", "0" * len(levels)])
+        return [flag == ord("1") for flag in reply[0]]
+
+    async def _run(self, worker: str, outcomes: Sequence[Outcome], middle: list[str]) -> Any:
+        """The reserve script: apply ``outcomes``; ``middle`` is limit, lease, batch, allowed."""
+        args: list[str | bytes] = [secrets.token_hex(8), worker, *middle[:3], self._id, middle[3]]
+        args += self._gate_args
+        args.append(str(len(outcomes)))
+        for o in outcomes:
+            present = "".join(
+                "0" if v is None else "1" for v in (o.result, o.error, o.traceback, o.retry_at)
+            )
+            args += [o.job_id, str(o.attempt), _KINDS[OutcomeKind(o.kind)], present]
+            args += [o.result or b"", _bytes(o.error or ""), _bytes(o.traceback or "")]
+            args.append("" if o.retry_at is None else repr(float(o.retry_at)))
+        return await self._call("reserve", args)
+
+    async def heartbeat(self, worker: str, job_ids: Sequence[str], lease: float) -> set[str]:
+        if not job_ids:
+            return set()
+        await self._prepared()
+        lost = await self._call("heartbeat", [worker, repr(float(lease)), *job_ids])
+        return {_text(i) for i in lost}
+
+    # -- reading and waiting -------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        await self._prepared()
+        raw = await self._call("read", [job_id, "0"])
+        return _job(raw) if raw else None
+
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
+        await self._prepared()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, timeout)
+        watch = "1" if await self._listening(until) else "0"
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            self._job_waiters.setdefault(job_id, set()).add(future)
+            try:
+                raw = await self._call("read", [job_id, watch])
+                job = _job(raw) if raw else None
+                left = until - loop.time()
+                if job is None or job.is_finished or left <= 0 or watch == "0":
+                    return job
+                await asyncio.wait({future}, timeout=left)
+            finally:
+                self._forget(job_id, future)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await self._prepared()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, timeout)
+        future: asyncio.Future[None] = loop.create_future()
+        self._work_waiters.add(future)
+        try:
+            if not await self._listening(until):
+                return
+            if self._work_gen != self._seen_gen:  # woken since the last reservation began
+                self._seen_gen = self._work_gen
+                return
+            bounds = await self._call("sleep", [self._id])
+            now = self._clock()
+            left = until - loop.time()
+            for bound in bounds:
+                if bound:
+                    left = min(left, max(0.0, float(bound) - now))
+            await asyncio.wait({future}, timeout=max(0.0, left))
+            self._seen_gen = self._work_gen
+        finally:
+            self._work_waiters.discard(future)
+
+    def _forget(self, job_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self._job_waiters.get(job_id)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self._job_waiters[job_id]
+
+    async def _listening(self, until: float) -> bool:
+        """Start the subscriber if needed; True once it is subscribed (False at ``until``)."""
+        if self._listener is None or self._listener.done():
+            self._subscribed = asyncio.Event()
+            self._listener = asyncio.create_task(self._listen(self._subscribed))
+        assert self._subscribed is not None
+        if not self._subscribed.is_set():
+            left = until - asyncio.get_running_loop().time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), max(0.0, left))
+        return self._subscribed.is_set()
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        """The subscriber: dispatch messages; on any failure, back off and subscribe again."""
+        failures = 0
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                if isinstance(self._client, RedisCluster):
+                    await (
+                        self._client.initialize()
+                        if failures == 0
+                        else self._client.nodes_manager.initialize()
+                    )
+                await pubsub.ssubscribe(self._channel)
+                while True:
+                    if isinstance(self._client, RedisCluster):
+                        message = await pubsub.get_sharded_message(timeout=None)  # type: ignore[attr-defined]
+                    else:
+                        message = await pubsub.get_message(timeout=None)
+                    if message is None or message["type"] == "sunsubscribe":
+                        raise RedisConnectionError(f"subscription to {self._channel} lost")
+                    if message["type"] == "ssubscribe":
+                        failures = 0
+                        subscribed.set()
+                    self._dispatch(message["type"], message["data"])
+            except (RedisError, OSError) as error:
+                subscribed.clear()
+                failures += 1
+                delay = min(2.0, 0.05 * 2 ** min(failures, 6)) * random.random()
+                _log.warning("%r: subscriber lost (%s); again in %.2fs", self, error, delay)
+                await asyncio.sleep(delay)  # backoff while Redis is away, not synchronisation
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _dispatch(self, kind: str, data: object) -> None:
+        if kind == "ssubscribe":  # (re)subscribed: whatever was missed, look again
+            self._wake_work()
+            for job_id in list(self._job_waiters):
+                self._wake_job(job_id)
+        elif kind == "smessage" and isinstance(data, bytes):
+            if data == b"w":
+                self._wake_work()
+            elif data.startswith(b"j"):
+                self._wake_job(_text(data[1:]))
+
+    def _wake_work(self) -> None:
+        self._work_gen += 1
+        for future in self._work_waiters:
+            if not future.done():
+                future.set_result(None)
+
+    def _wake_job(self, job_id: str) -> None:
+        for future in self._job_waiters.get(job_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    # -- managing ------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> Job | None:
+        await self._prepared()
+        raw = await self._call("cancel", [job_id])
+        return _job(raw) if raw else None
+
+    async def dead(self, limit: int = 100) -> list[Job]:
+        await self._prepared()
+        if limit <= 0:
+            return []
+        return [_job(raw) for raw in await self._call("dead", [str(limit)])]
+
+    async def requeue_dead(self, job_ids: Sequence[str] | None = None) -> int:
+        await self._prepared()
+        if job_ids is not None:
+            total = 0
+            for at in range(0, len(job_ids), UPKEEP_BATCH):
+                chunk = list(job_ids[at : at + UPKEEP_BATCH])
+                total += (await self._call("requeue", [secrets.token_hex(8), "ids", "0", *chunk]))[
+                    0
+                ]
+            return total
+        total, rounds = 0, None
+        while rounds is None or rounds > 0:
+            requeued, left = await self._call(
+                "requeue", [secrets.token_hex(8), "all", str(UPKEEP_BATCH)]
+            )
+            total += requeued
+            rounds = math.ceil(left / UPKEEP_BATCH) if rounds is None else rounds - 1
+            if left == 0:
+                break
+        return total
+
+    async def stats(self) -> JobStats:
+        levels = await self._prepared()
+        reply = await self._call("stats", [str(UPKEEP_BATCH)])
+        out: dict[str, LevelJobStats] = {}
+        for rank, level in enumerate(levels):
+            q, r, sch, dead, ok, failed, cancelled, shed, oldest = reply[rank * 9 : rank * 9 + 9]
+            out[level.name] = LevelJobStats(
+                queued=q, scheduled=sch, running=r, succeeded=ok, failed=failed, dead=dead,
+                cancelled=cancelled, shed=shed, oldest_wait=float(oldest),
+            )  # fmt: skip
+        return JobStats(out)
+
+    async def close(self) -> None:
+        task, self._listener = self._listener, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._client.aclose()
+
+    def __repr__(self) -> str:
+        waiting = len(self._work_waiters) + sum(len(w) for w in self._job_waiters.values())
+        kind = "cluster" if isinstance(self._client, RedisCluster) else "server"
+        return f"<RedisBroker {self._base[:-1]} on a Redis {kind}, {waiting} waiting>"
+
+
+# -- scripts and arguments -----------------------------------------------------------
+
+
+@functools.cache
+def _source(name: str) -> str:
+    """A script's text: the shared rules, the gate for reserve, then its own body."""
+    folder = resources.files(__package__).joinpath("lua")
+    parts = ["common"] + (["gate"] if name == "reserve" else []) + [name]
+    return "\n".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in parts)
+
+
+def _gate_args(gate: GatePolicy) -> list[str]:
+    """JobGate's resolved rules, as lua/gate.lua's gate_rules reads them."""
+    jobgate = JobGate(gate)
+    args = ["1" if gate.order is Order.WEIGHTED else "0", str(jobgate.capacity)]
+    for level in gate.level_set:
+        limits = jobgate.limits(level)
+        args += [str(limits.min), str(limits.max), repr(1.0 / limits.weight)]
+    return args
+
+
+def _allowed(levels: LevelSet, chosen: Collection[str] | None) -> str:
+    """Per rank, '1' if this reservation may take that level's jobs; unknown names raise."""
+    if chosen is None:
+        return "1" * len(levels)
+    ranks = {levels.resolve(name).rank for name in chosen}
+    return "".join("1" if rank in ranks else "0" for rank in range(len(levels)))
+
+
+def _fields(job: Job, rank: int) -> list[str | bytes]:
+    """The job hash's fields, for HSET; None is an absent field."""
+    retry = job.retry
+    out: list[str | bytes] = [
+        "id", _bytes(job.id), "task", _bytes(job.task), "payload", job.payload,
+        "level", _bytes(job.level), "rank", str(rank), "flow", _bytes(job.flow),
+        "retries", str(retry.retries), "base", repr(float(retry.base)),
+        "factor", repr(float(retry.factor)), "cap", repr(float(retry.cap)),
+        "jitter", Jitter(retry.jitter).value, "enqueued_at", repr(float(job.enqueued_at)),
+        "attempts", "0", "result_ttl", repr(float(job.result_ttl)),
+    ]  # fmt: skip
+    for name in ("timeout", "deadline", "started_at", "finished_at"):
+        value = getattr(job, name)
+        if value is not None:
+            out += [name, repr(float(value))]
+    if job.result is not None:
+        out += ["result", job.result]
+    for name in ("error", "traceback", "idempotency_key", "reason"):
+        value = getattr(job, name)
+        if value is not None:
+            out += [name, _bytes(value)]
+    return out
+
+
+def _job(raw: list[bytes]) -> Job:
+    """A `Job` from a job hash's HGETALL."""
+    pairs = iter(raw)
+    h = dict(zip(pairs, pairs, strict=True))
+    get = h.get
+    return Job(
+        id=_text(h[b"id"]),
+        task=_text(h[b"task"]),
+        payload=h[b"payload"],
+        level=_text(h[b"level"]),
+        flow=_text(get(b"flow", b"")),
+        state=JobState(h[b"state"].decode()),
+        retry=_retry(h[b"retries"], h[b"base"], h[b"factor"], h[b"cap"], h[b"jitter"]),
+        timeout=_float(get(b"timeout")),
+        deadline=_float(get(b"deadline")),
+        run_at=_float(get(b"run_at")),
+        enqueued_at=float(h[b"enqueued_at"]),
+        started_at=_float(get(b"started_at")),
+        finished_at=_float(get(b"finished_at")),
+        attempts=int(h[b"attempts"]),
+        worker=_maybe_text(get(b"worker")),
+        lease_until=_float(get(b"lease_until")),
+        result=get(b"result"),
+        error=_maybe_text(get(b"error")),
+        traceback=_maybe_text(get(b"traceback")),
+        idempotency_key=_maybe_text(get(b"idempotency_key")),
+        result_ttl=float(h[b"result_ttl"]),
+        reason=_maybe_text(get(b"reason")),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _retry(retries: bytes, base: bytes, factor: bytes, cap: bytes, jitter: bytes) -> RetryPolicy:
+    return RetryPolicy(int(retries), float(base), float(factor), float(cap), jitter.decode())
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
+
+
+def _maybe_text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", "surrogatepass")
+
+
+def _float(data: bytes | None) -> float | None:
+    return None if data is None else float(data)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str) or not value or "{" in value or "}" in value:
+        raise ValueError(
+            f"{what} = {value!r}: expected a non-empty name without '{{' or '}}' "
+            "(braces would break the Redis Cluster hash tag that keeps a queue's keys together)"
+        )
+
+
+# -- clients -------------------------------------------------------------------------
+
+
+def _client(url: str, options: dict[str, object]) -> Client:
+    """A redis-py asyncio client for ``url``, retrying on connection errors and timeouts."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"Redis URL {url!r}: expected {_URL_FORMS}")
+    scheme = url.split("://", 1)[0].lower()
+    settings: dict[str, Any] = {
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=20),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        **options,
+    }
+    try:
+        if scheme in ("redis+cluster", "rediss+cluster"):
+            plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
+            parts = urlsplit(plain)
+            if not parts.hostname:
+                raise ValueError(f"Redis URL {url!r}: name a node of the cluster, {_URL_FORMS}")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError(
+                    f"Redis URL {url!r}: a cluster has only database 0; "
+                    f"remove {parts.path!r} from the URL"
+                )
+            return RedisCluster.from_url(plain, **settings)
+        if scheme in ("redis", "rediss", "unix"):
+            return Redis.from_url(url, **settings)
+    except (ValueError, TypeError) as error:
+        if str(error).startswith("Redis URL"):
+            raise
+        raise ValueError(f"Redis URL {url!r}: {error}") from None
+    raise ValueError(f"Redis URL {url!r}: scheme {scheme!r} is not one of {_URL_FORMS}")
+
+
+def _clone(client: Client) -> Client:
+    """A new client with ``client``'s settings and connections of its own (for `copy`)."""
+    if isinstance(client, RedisCluster):
+        accepted = inspect.signature(RedisCluster.__init__).parameters
+        kwargs = {k: v for k, v in client.connection_kwargs.items() if k in accepted}
+        kwargs["ssl"] = client.connection_kwargs.get("connection_class") is SSLConnection
+        nodes = [ClusterNode(node.host, node.port) for node in client.startup_nodes]
+        return RedisCluster(startup_nodes=nodes, retry=client.retry, **kwargs)
+    pool = client.connection_pool
+    copied = type(pool)(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **pool.connection_kwargs,
+    )
+    return Redis.from_pool(copied)
+
+
+def _decodes(client: Client) -> bool:
+    """Whether ``client`` decodes replies to str (which the broker cannot use)."""
+    if isinstance(client, RedisCluster):
+        return bool(client.encoder.decode_responses)
+    return bool(client.connection_pool.connection_kwargs.get("decode_responses"))
