@@ -73,6 +73,7 @@ import asyncio
 import contextlib
 import json
 import math
+import operator
 import os
 import random
 import sqlite3
@@ -80,7 +81,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any, TypeVar, final
 
@@ -115,13 +115,14 @@ _SCHEMA = """
 CREATE TABLE prioritize_store (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     version INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
+    buried INTEGER NOT NULL,
     gate TEXT
 );
 CREATE TABLE prioritize_levels (
     rank INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     clock REAL NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0,
     queued INTEGER NOT NULL DEFAULT 0,
     scheduled INTEGER NOT NULL DEFAULT 0,
     running INTEGER NOT NULL DEFAULT 0,
@@ -187,17 +188,20 @@ CREATE UNIQUE INDEX prioritize_jobs_keys ON prioritize_jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 """
 
-# Column order: the internal columns, the retry policy, then Job's fields after
-# ``retry`` in declaration order, so a row becomes a Job positionally.
+# Column order: the broker's own columns, the retry policy, then Job's fields
+# other than ``retry``, in declaration order.
 _INTERNAL = ("level_rank", "tag", "seq", "ready_at", "expires_at")
 _RETRY = ("retries", "retry_base", "retry_factor", "retry_cap", "retry_jitter")
 _FIELDS = tuple(name for name in Job.__dataclass_fields__ if name != "retry")
-_SELECT = f"SELECT rowid, {', '.join(_INTERNAL + _RETRY + _FIELDS)} FROM prioritize_jobs"
+_COLUMNS = _INTERNAL + _RETRY + _FIELDS
+_SELECT = f"SELECT rowid, {', '.join(_COLUMNS)} FROM prioritize_jobs"
 _INSERT = (
-    f"INSERT INTO prioritize_jobs ({', '.join(_INTERNAL + _RETRY + _FIELDS)}) "
-    f"VALUES ({', '.join('?' * (len(_INTERNAL) + len(_RETRY) + len(_FIELDS)))})"
+    f"INSERT INTO prioritize_jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
-_JOB_FIELDS = frozenset(_FIELDS) - {"id", "level"}
+_column_values = operator.itemgetter(*_COLUMNS)
+_field_values = operator.itemgetter(*_FIELDS)
+_job_values = operator.attrgetter(*_FIELDS)
+_AFTER_RETRY = _FIELDS.index("state") + 1
 _GAUGES = {
     JobState.QUEUED: "queued",
     JobState.SCHEDULED: "scheduled",
@@ -205,8 +209,13 @@ _GAUGES = {
     JobState.DEAD: "dead",
 }
 _LEVEL_COLUMNS = (
-    "clock", "queued", "scheduled", "running", "dead", "succeeded", "failed", "cancelled", "shed",
+    "clock", "seq", "queued", "scheduled", "running", "dead",
+    "succeeded", "failed", "cancelled", "shed",
 )  # fmt: skip
+_LEVEL_SELECT = f"SELECT rank, name, {', '.join(_LEVEL_COLUMNS)} FROM prioritize_levels"
+_LEVEL_UPDATE = (
+    f"UPDATE prioritize_levels SET {', '.join(f'{c} = ?' for c in _LEVEL_COLUMNS)} WHERE rank = ?"
+)
 
 
 @lru_cache(maxsize=256)
@@ -215,42 +224,58 @@ def _retry_policy(retries: int, base: float, factor: float, cap: float, jitter: 
     return RetryPolicy(retries, base, factor, cap, jitter)
 
 
+@lru_cache(maxsize=128)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    return f"UPDATE prioritize_jobs SET {', '.join(f'{c} = ?' for c in columns)} WHERE rowid = ?"
+
+
 @final
 class _Row:
-    """One job row inside a transaction: the `Job` and the broker's own columns."""
+    """One job row inside a transaction: its columns by name, and a `Job` when asked."""
 
-    __slots__ = ("expires_at", "job", "rank", "ready_at", "rowid", "seq", "tag")
+    __slots__ = ("_job", "cols", "rowid")
 
-    def __init__(self, record: Sequence[Any]) -> None:
-        self.rowid: int | None = record[0]
-        self.rank: int = record[1]
-        self.tag: float | None = record[2]
-        self.seq: int | None = record[3]
-        self.ready_at: float | None = record[4]
-        self.expires_at: float | None = record[5]
-        retry = _retry_policy(*record[6:11])
-        fields = record[11:]
-        self.job = Job(*fields[:5], JobState(fields[5]), retry, *fields[6:])  # type: ignore[call-arg]
+    def __init__(self, rowid: int | None, cols: dict[str, Any]) -> None:
+        self.rowid = rowid
+        self.cols = cols
+        self._job: Job | None = None
+
+    @classmethod
+    def load(cls, record: Sequence[Any]) -> _Row:
+        cols = dict(zip(_COLUMNS, record[1:], strict=True))
+        cols["state"] = JobState(cols["state"])
+        return cls(record[0], cols)
 
     @classmethod
     def new(cls, job: Job, rank: int) -> _Row:
-        row = object.__new__(cls)
-        row.rowid, row.rank, row.job = None, rank, job
-        row.tag = row.seq = row.ready_at = row.expires_at = None
-        return row
+        retry = job.retry
+        cols: dict[str, Any] = {"level_rank": rank, "tag": None, "seq": None, "ready_at": None}
+        cols["expires_at"] = None
+        cols.update(retries=retry.retries, retry_base=retry.base, retry_factor=retry.factor)
+        cols.update(retry_cap=retry.cap, retry_jitter=Jitter(retry.jitter).value)
+        cols.update(zip(_FIELDS, _job_values(job), strict=True))
+        return cls(None, cols)
 
-    def values(self) -> tuple[object, ...]:
-        job, retry = self.job, self.job.retry
-        internal = (self.rank, self.tag, self.seq, self.ready_at, self.expires_at)
-        policy = (retry.retries, retry.base, retry.factor, retry.cap, Jitter(retry.jitter).value)
-        return (*internal, *policy, *(_sql(getattr(job, name)) for name in _FIELDS))
+    @property
+    def job(self) -> Job:
+        if self._job is None:
+            cols = self.cols
+            retry = _retry_policy(*(cols[name] for name in _RETRY))
+            values = _field_values(cols)
+            self._job = Job(*values[:_AFTER_RETRY], retry, *values[_AFTER_RETRY:])  # type: ignore[call-arg]
+        return self._job
+
+    @property
+    def rank(self) -> int:
+        return int(self.cols["level_rank"])
+
+    @property
+    def state(self) -> JobState:
+        return JobState(self.cols["state"])
 
     def is_expired(self, now: float) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
-
-def _sql(value: object) -> object:
-    return value.value if isinstance(value, JobState) else value
+        expires_at = self.cols["expires_at"]
+        return expires_at is not None and expires_at <= now
 
 
 @final
@@ -258,33 +283,30 @@ class _Level:
     """One ``prioritize_levels`` row, written back at commit if it changed."""
 
     __slots__ = ("loaded", "name", "rank", *_LEVEL_COLUMNS)
+    rank: int
+    name: str
+    #: the tag of the last job reserved; redelivered jobs get it
+    clock: float
+    #: orders jobs of equal tag, and scheduled jobs of equal run_at
+    seq: int
+    #: gauges: the level's jobs in that state now
+    queued: int
+    scheduled: int
+    running: int
+    dead: int
+    #: counters since the store began
+    succeeded: int
+    failed: int
+    cancelled: int
+    shed: int
 
     def __init__(self, record: Sequence[Any]) -> None:
-        self.rank: int = record[0]
-        self.name: str = record[1]
-        self.clock: float = record[2]
-        #: gauges: jobs in that state now
-        self.queued: int = record[3]
-        self.scheduled: int = record[4]
-        self.running: int = record[5]
-        self.dead: int = record[6]
-        #: counters since the store began
-        self.succeeded: int = record[7]
-        self.failed: int = record[8]
-        self.cancelled: int = record[9]
-        self.shed: int = record[10]
+        for name, value in zip(("rank", "name", *_LEVEL_COLUMNS), record, strict=True):
+            setattr(self, name, value)
         self.loaded = self.values()
 
     def values(self) -> tuple[float, ...]:
         return tuple(getattr(self, column) for column in _LEVEL_COLUMNS)
-
-    def add(self, column: str, delta: int) -> None:
-        setattr(self, column, getattr(self, column) + delta)
-
-
-@lru_cache(maxsize=128)
-def _update_sql(columns: tuple[str, ...]) -> str:
-    return f"UPDATE prioritize_jobs SET {', '.join(f'{c} = ?' for c in columns)} WHERE rowid = ?"
 
 
 def _chunks(values: Sequence[object]) -> Iterable[tuple[str, list[object]]]:
@@ -305,124 +327,169 @@ def _chunks(values: Sequence[object]) -> Iterable[tuple[str, list[object]]]:
 class _Tx:
     """One ``BEGIN IMMEDIATE`` transaction: the memory broker's rules, on rows.
 
-    Each method mirrors the `MemoryBroker` method of the same name. Job
-    rows change through `set`, which also moves the level's gauges when a
-    state changes; the level rows, the sequence and the gate state are
-    written by `flush`, just before ``COMMIT``.
+    Each rule mirrors the `MemoryBroker` method of the same name. Job rows
+    change through `change`, which moves the level's gauges when a state
+    changes and queues the ``UPDATE``: queued updates run (one
+    ``executemany`` per statement) before the next read of the jobs table
+    and at `flush`. The level rows, the flows and the store row are read
+    at most once, when first needed, and written back at `flush` if changed.
     """
 
     def __init__(
-        self, conn: sqlite3.Connection, now: float, dead_ttl: float, levels: LevelSet | None
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        dead_ttl: float,
+        levels: LevelSet | None,
+        *,
+        checked: bool,
     ) -> None:
         self.conn = conn
         self.now = now
         self.dead_ttl = dead_ttl
-        self.levels = self._load_levels(levels)
-        seq, gate = conn.execute("SELECT seq, gate FROM prioritize_store WHERE id = 1").fetchone()
-        self.seq: int = seq
-        self.gate_state: tuple[float, ...] | None = tuple(json.loads(gate)) if gate else None
-        self._loaded = (self.seq, self.gate_state)
-        self.flows: dict[tuple[int, str], float | None] = {}
+        self._levels: dict[int, _Level] = {}
+        self._flows: dict[tuple[int, str], float | None] = {}
+        self._dirty_flows: set[tuple[int, str]] = set()
+        self._pending: dict[str, list[tuple[object, ...]]] = {}
+        self._pending_rows: set[int] = set()
+        #: the store row as read (burials, gate state), once needed
+        self._store: tuple[int, str | None] | None = None
+        self.buried = 0
+        self.gate_text: str | None = None
         #: ids of jobs this transaction finished, and whether work may have appeared
         self.finished: list[str] = []
         self.has_work = False
+        if levels is not None and not checked:
+            self._check_levels(levels)
 
-    def _load_levels(self, levels: LevelSet | None) -> list[_Level]:
-        query = (
-            f"SELECT rank, name, {', '.join(_LEVEL_COLUMNS)} FROM prioritize_levels ORDER BY rank"
-        )
-        rows = [_Level(r) for r in self.conn.execute(query)]
-        if levels is None:
-            return rows
-        if not rows:
+    def _check_levels(self, levels: LevelSet) -> None:
+        """Name the levels in a new store; refuse another level set in an old one."""
+        query = "SELECT name FROM prioritize_levels ORDER BY rank"
+        stored = [name for (name,) in self.conn.execute(query)]
+        if not stored:
             self.conn.executemany(
                 "INSERT INTO prioritize_levels (rank, name) VALUES (?, ?)", enumerate(levels.names)
             )
-            return [_Level(r) for r in self.conn.execute(query)]
-        stored = [lvl.name for lvl in rows]
-        if stored != levels.names:
+        elif stored != levels.names:
             raise ValueError(
                 f"this job store holds jobs of levels {stored}; it cannot switch to "
                 f"{levels.names} (use another file for another level set)"
             )
-        return rows
 
-    def flush(self) -> None:
-        for lvl in self.levels:
-            values = lvl.values()
-            if values != lvl.loaded:
-                sets = ", ".join(f"{c} = ?" for c in _LEVEL_COLUMNS)
-                self.conn.execute(
-                    f"UPDATE prioritize_levels SET {sets} WHERE rank = ?", (*values, lvl.rank)
-                )
-        if (self.seq, self.gate_state) != self._loaded:
-            gate = None if self.gate_state is None else json.dumps(list(self.gate_state))
-            self.conn.execute(
-                "UPDATE prioritize_store SET seq = ?, gate = ? WHERE id = 1", (self.seq, gate)
-            )
+    # -- reading and writing -------------------------------------------------------
 
-    # -- rows ----------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run a statement on the jobs table, after the updates queued before it."""
+        if self._pending:
+            for statement, rows in self._pending.items():
+                self.conn.executemany(statement, rows)
+            self._pending.clear()
+            self._pending_rows.clear()
+        return self.conn.execute(sql, params)
 
     def select(self, where: str, *params: object) -> list[_Row]:
-        return [_Row(r) for r in self.conn.execute(f"{_SELECT} {where}", params)]
+        return [_Row.load(r) for r in self.execute(f"{_SELECT} {where}", params)]
 
     def rows(self, job_ids: Sequence[str]) -> dict[str, _Row]:
         found: dict[str, _Row] = {}
         for placeholders, params in _chunks(job_ids):
             for row in self.select(f"WHERE id IN ({placeholders})", *params):
-                found[row.job.id] = row
+                found[row.cols["id"]] = row
         return found
 
     def insert(self, row: _Row) -> None:
-        try:
-            cursor = self.conn.execute(_INSERT, row.values())
-        except sqlite3.IntegrityError as exc:
-            if "prioritize_jobs.id" not in str(exc):
-                raise
-            raise ValueError(f"a job with id {row.job.id!r} is already stored") from None
-        row.rowid = cursor.lastrowid
-        self._gauge(row.rank, row.job.state, 1)
+        row.rowid = self.execute(_INSERT, _column_values(row.cols)).lastrowid
+        self._gauge(row.rank, row.state, 1)
 
     def delete(self, row: _Row) -> None:
-        self.conn.execute("DELETE FROM prioritize_jobs WHERE rowid = ?", (row.rowid,))
-        self._gauge(row.rank, row.job.state, -1)
+        self.execute("DELETE FROM prioritize_jobs WHERE rowid = ?", (row.rowid,))
+        self._gauge(row.rank, row.state, -1)
 
     def change(self, row: _Row, **changes: Any) -> None:
-        """Change a row's columns (in the file too once it is inserted)."""
-        state = changes.get("state")
-        if row.rowid is not None and state is not None and state is not row.job.state:
-            self._gauge(row.rank, row.job.state, -1)
-            self._gauge(row.rank, state, 1)
-        fields = {k: v for k, v in changes.items() if k in _JOB_FIELDS}
-        if fields:
-            row.job = replace(row.job, **fields)
-        for name in ("tag", "seq", "ready_at", "expires_at"):
-            if name in changes:
-                setattr(row, name, changes[name])
+        """Change a row's columns (in the file too, once it is inserted)."""
+        cols = row.cols
         if row.rowid is not None:
-            values = [_sql(v) for v in changes.values()]
-            self.conn.execute(_update_sql(tuple(changes)), (*values, row.rowid))
+            state = changes.get("state")
+            if state is not None and state is not cols["state"]:
+                self._gauge(row.rank, cols["state"], -1)
+                self._gauge(row.rank, state, 1)
+            if row.rowid in self._pending_rows:
+                self.execute("SELECT 1")  # one queued update per row: run the earlier first
+            self._pending_rows.add(row.rowid)
+            statement = _update_sql(tuple(changes))
+            self._pending.setdefault(statement, []).append((*changes.values(), row.rowid))
+        cols.update(changes)
+        row._job = None
 
     def _gauge(self, rank: int, state: JobState, delta: int) -> None:
         column = _GAUGES.get(state)
         if column is not None:
-            self.levels[rank].add(column, delta)
+            level = self.level(rank)
+            setattr(level, column, getattr(level, column) + delta)
+
+    def level(self, rank: int) -> _Level:
+        """A level's row, read once per transaction."""
+        level = self._levels.get(rank)
+        if level is None:
+            record = self.conn.execute(f"{_LEVEL_SELECT} WHERE rank = ?", (rank,)).fetchone()
+            level = self._levels[rank] = _Level(record)
+        return level
+
+    def all_levels(self) -> list[_Level]:
+        """Every level's row, most important first."""
+        for record in self.conn.execute(f"{_LEVEL_SELECT} ORDER BY rank"):
+            if record[0] not in self._levels:
+                self._levels[record[0]] = _Level(record)
+        return [self._levels[rank] for rank in sorted(self._levels)]
+
+    def next_seq(self, rank: int) -> int:
+        level = self.level(rank)
+        level.seq += 1
+        return level.seq
+
+    def _load_store(self) -> None:
+        if self._store is None:
+            query = "SELECT buried, gate FROM prioritize_store WHERE id = 1"
+            self.buried, self.gate_text = self._store = self.conn.execute(query).fetchone()
+
+    def gate(self, gate: JobGate) -> tuple[JobGate, tuple[float, ...]]:
+        """A copy of ``gate`` holding the stored stride state, and that state."""
+        self._load_store()
+        fresh = gate.state()
+        stored = fresh if self.gate_text is None else tuple(json.loads(self.gate_text))
+        stored = stored if len(stored) == len(fresh) else fresh
+        return gate.with_state(stored), stored
 
     def flow_last(self, key: tuple[int, str]) -> float | None:
-        if key not in self.flows:
+        if key not in self._flows:
             found = self.conn.execute(
                 "SELECT last FROM prioritize_flows WHERE rank = ? AND flow = ?", key
             ).fetchone()
-            self.flows[key] = None if found is None else found[0]
-        return self.flows[key]
+            self._flows[key] = None if found is None else found[0]
+        return self._flows[key]
 
     def set_flow(self, key: tuple[int, str], last: float | None) -> None:
-        self.flows[key] = last
-        if last is None:
-            self.conn.execute("DELETE FROM prioritize_flows WHERE rank = ? AND flow = ?", key)
-        else:
+        self._flows[key] = last
+        self._dirty_flows.add(key)
+
+    def flush(self) -> None:
+        self.execute("SELECT 1")
+        for key in self._dirty_flows:
+            last = self._flows[key]
+            if last is None:
+                self.conn.execute("DELETE FROM prioritize_flows WHERE rank = ? AND flow = ?", key)
+            else:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO prioritize_flows VALUES (?, ?, ?)", (*key, last)
+                )
+        for level in self._levels.values():
+            values = level.values()
+            if values != level.loaded:
+                self.conn.execute(_LEVEL_UPDATE, (*values, level.rank))
+        if self._store is not None and (self.buried, self.gate_text) != self._store:
             self.conn.execute(
-                "INSERT OR REPLACE INTO prioritize_flows VALUES (?, ?, ?)", (*key, last)
+                "UPDATE prioritize_store SET buried = ?, gate = ? WHERE id = 1",
+                (self.buried, self.gate_text),
             )
 
     # -- the rules -----------------------------------------------------------------
@@ -434,35 +501,34 @@ class _Tx:
                 return holders[0].job
             if holders:
                 self.delete(holders[0])  # past its TTL: gone, and so is its key
-        row = _Row.new(
-            replace(job, enqueued_at=self.now, attempts=0, worker=None, lease_until=None), rank
-        )
+        if self.execute("SELECT 1 FROM prioritize_jobs WHERE id = ?", (job.id,)).fetchone():
+            raise ValueError(f"a job with id {job.id!r} is already stored")  # before any change
+        row = _Row.new(job, rank)
+        fresh = {"enqueued_at": self.now, "attempts": 0, "worker": None, "lease_until": None}
         if job.run_at is not None and job.run_at > self.now:
-            self.seq += 1
-            self.change(row, state=JobState.SCHEDULED, seq=self.seq)
+            self.change(row, state=JobState.SCHEDULED, seq=self.next_seq(rank), **fresh)
         else:
-            self.make_ready(row, run_at=None)
+            self.make_ready(row, run_at=None, **fresh)
         self.insert(row)
         self.has_work = True
         return row.job
 
     def make_ready(self, row: _Row, tag: float | None = None, **changes: Any) -> None:
         """QUEUED at the back of its flow (a new tag), or at ``tag`` (redelivery)."""
+        rank = row.rank
         if tag is None:
-            key = (row.rank, row.job.flow)
-            tag = next_tag(self.flow_last(key), self.levels[row.rank].clock)
+            key = (rank, row.cols["flow"])
+            tag = next_tag(self.flow_last(key), self.level(rank).clock)
             self.set_flow(key, tag)
-        self.seq += 1
-        self.change(row, state=JobState.QUEUED, tag=tag, seq=self.seq, ready_at=self.now, **changes)
+        seq = self.next_seq(rank)
+        self.change(row, state=JobState.QUEUED, tag=tag, seq=seq, ready_at=self.now, **changes)
 
     def reserve(
         self, gate: JobGate, allowed: Sequence[bool], worker: str, limit: int, lease: float
     ) -> list[Job]:
-        stored = self.gate_state
-        turns = gate.with_state(
-            stored if stored and len(stored) == len(gate.state()) else gate.state()
-        )
-        counts = [[lvl.queued if allowed[lvl.rank] else 0, lvl.running] for lvl in self.levels]
+        turns, stored = self.gate(gate)
+        levels = self.all_levels()
+        counts = [[lvl.queued if allowed[lvl.rank] else 0, lvl.running] for lvl in levels]
         ranks: list[int] = []
         for _ in range(limit):
             rank = turns.reserve([LevelSnapshot(queued, running) for queued, running in counts])
@@ -471,7 +537,8 @@ class _Tx:
             counts[rank][0] -= 1
             counts[rank][1] += 1
             ranks.append(rank)
-        self.gate_state = turns.state()
+        if turns.state() != stored:  # recorded even when nothing was handed out
+            self.gate_text = json.dumps(list(turns.state()))
         taken = {rank: self.take(rank, ranks.count(rank), worker, lease) for rank in set(ranks)}
         return [taken[rank].pop().job for rank in ranks if taken[rank]]
 
@@ -480,14 +547,14 @@ class _Tx:
         rows = self.select(
             "WHERE state = 'queued' AND level_rank = ? ORDER BY tag, seq LIMIT ?", rank, count
         )
-        level = self.levels[rank]
+        level = self.level(rank)
         for row in rows:
-            level.clock = max(level.clock, row.tag or 0.0)
+            level.clock = max(level.clock, row.cols["tag"])
             self.change(
-                row, state=JobState.RUNNING, attempts=row.job.attempts + 1, worker=worker,
+                row, state=JobState.RUNNING, attempts=row.cols["attempts"] + 1, worker=worker,
                 lease_until=self.now + lease, started_at=self.now, ready_at=None,
             )  # fmt: skip
-        for flow in {row.job.flow for row in rows}:
+        for flow in {row.cols["flow"] for row in rows}:
             last = self.flow_last((rank, flow))
             if last is not None and last <= level.clock:
                 self.set_flow((rank, flow), None)  # same as absent from now on
@@ -499,28 +566,27 @@ class _Tx:
         applied: list[bool] = []
         for outcome in outcomes:
             row = rows.get(outcome.job_id)
-            job = None if row is None else row.job
             if (
                 row is None
-                or job is None
-                or job.state is not JobState.RUNNING
-                or job.worker != worker
-                or job.attempts != outcome.attempt
+                or row.cols["state"] is not JobState.RUNNING
+                or row.cols["worker"] != worker
+                or row.cols["attempts"] != outcome.attempt
             ):
                 applied.append(False)
                 continue
-            level = self.levels[row.rank]
+            level = self.level(row.rank)
             if outcome.kind is OutcomeKind.SUCCEEDED:
-                level.add("succeeded", 1)
+                level.succeeded += 1
                 self.end(row, JobState.SUCCEEDED, result=outcome.result, lease_until=None)
             elif outcome.kind is OutcomeKind.FAILED:
-                level.add("failed", 1)
+                level.failed += 1
                 self.retry_or_bury(
                     row, outcome.retry_at, error=outcome.error, traceback=outcome.traceback,
                     lease_until=None,
                 )  # fmt: skip
             else:
-                self.make_ready(row, tag=level.clock, attempts=job.attempts - 1, lease_until=None)
+                attempts = row.cols["attempts"] - 1
+                self.make_ready(row, tag=level.clock, attempts=attempts, lease_until=None)
             applied.append(True)
         if any(applied):
             self.has_work = True
@@ -528,32 +594,33 @@ class _Tx:
 
     def retry_or_bury(self, row: _Row, retry_at: float | None, **changes: Any) -> None:
         if retry_at is None:
-            self.seq += 1  # the dead-letter set is in order of burial
-            self.end(row, JobState.DEAD, seq=self.seq, **changes)
+            self._load_store()
+            self.buried += 1  # the dead-letter set is in order of burial
+            self.end(row, JobState.DEAD, seq=self.buried, **changes)
         elif retry_at > self.now:
-            self.seq += 1
-            self.change(row, state=JobState.SCHEDULED, run_at=retry_at, seq=self.seq, **changes)
+            seq = self.next_seq(row.rank)
+            self.change(row, state=JobState.SCHEDULED, run_at=retry_at, seq=seq, **changes)
         else:
             self.make_ready(row, run_at=None, **changes)
 
     def end(self, row: _Row, state: JobState, **changes: Any) -> None:
-        ttl = self.dead_ttl if state is JobState.DEAD else row.job.result_ttl
+        ttl = self.dead_ttl if state is JobState.DEAD else row.cols["result_ttl"]
         self.change(row, state=state, finished_at=self.now, expires_at=self.now + ttl, **changes)
-        self.finished.append(row.job.id)
+        self.finished.append(row.cols["id"])
 
     def upkeep(self) -> None:
         """Reap expired leases, promote due jobs, shed missed deadlines, drop expired results."""
         now, batch = self.now, UPKEEP_BATCH
         where = "WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until, id LIMIT ?"
         for row in self.select(where, now, batch):
-            level = self.levels[row.rank]
-            level.add("failed", 1)
+            level = self.level(row.rank)
+            level.failed += 1
             lost = {
-                "error": f"LeaseExpired: worker {row.job.worker} stopped renewing its lease",
+                "error": f"LeaseExpired: worker {row.cols['worker']} stopped renewing its lease",
                 "traceback": None,
                 "lease_until": None,
             }
-            if row.job.attempts >= row.job.max_attempts:
+            if row.cols["attempts"] >= row.cols["retries"] + 1:  # its max_attempts
                 self.retry_or_bury(row, None, **lost)
             else:
                 self.make_ready(row, tag=level.clock, **lost)
@@ -564,17 +631,15 @@ class _Tx:
             self.has_work = True
         where = "WHERE state = 'queued' AND deadline <= ? ORDER BY deadline, id LIMIT ?"
         for row in self.select(where, now, batch):
-            self.levels[row.rank].add("shed", 1)
+            self.level(row.rank).shed += 1
             self.end(row, JobState.SHED, reason="timeout", ready_at=None)
-        expired = self.conn.execute(
+        expired = self.execute(
             "SELECT rowid, level_rank, state FROM prioritize_jobs "
             "WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
             (now, batch),
         ).fetchall()
         for placeholders, params in _chunks([rowid for rowid, _, _ in expired]):
-            self.conn.execute(
-                f"DELETE FROM prioritize_jobs WHERE rowid IN ({placeholders})", params
-            )
+            self.execute(f"DELETE FROM prioritize_jobs WHERE rowid IN ({placeholders})", params)
         for _, rank, state in expired:
             self._gauge(rank, JobState(state), -1)
 
@@ -583,16 +648,16 @@ class _Tx:
         if not found or found[0].is_expired(self.now):
             return None
         row = found[0]
-        if row.job.state not in (JobState.QUEUED, JobState.SCHEDULED):
+        if row.state not in (JobState.QUEUED, JobState.SCHEDULED):
             return row.job
-        self.levels[row.rank].add("cancelled", 1)
+        self.level(row.rank).cancelled += 1
         self.end(row, JobState.CANCELLED, reason="cancelled", ready_at=None)
         return row.job
 
     def heartbeat(self, worker: str, job_ids: Sequence[str], lease: float) -> set[str]:
         lost: set[str] = set()
         for job_id in job_ids:
-            cursor = self.conn.execute(
+            cursor = self.execute(
                 "UPDATE prioritize_jobs SET lease_until = ? WHERE id = ? AND state = 'running' "
                 "AND worker = ? AND lease_until > ?",
                 (self.now + lease, job_id, worker, self.now),
@@ -605,11 +670,10 @@ class _Tx:
         if job_ids is None:
             chosen = self.select("WHERE state = 'dead' ORDER BY seq")
         else:
-            found = self.rows(list(dict.fromkeys(job_ids)))
-            chosen = [found[i] for i in dict.fromkeys(job_ids) if i in found]
-        chosen = [
-            row for row in chosen if row.job.state is JobState.DEAD and not row.is_expired(self.now)
-        ]
+            wanted = list(dict.fromkeys(job_ids))
+            found = self.rows(wanted)
+            chosen = [found[job_id] for job_id in wanted if job_id in found]
+        chosen = [r for r in chosen if r.state is JobState.DEAD and not r.is_expired(self.now)]
         for row in chosen:
             self.make_ready(
                 row, attempts=0, finished_at=None, run_at=None, worker=None, expires_at=None
@@ -623,8 +687,8 @@ class _Tx:
         query = (
             "SELECT min(ready_at) FROM prioritize_jobs WHERE state = 'queued' AND level_rank = ?"
         )
-        for lvl in self.levels:
-            (first,) = self.conn.execute(query, (lvl.rank,)).fetchone()
+        for lvl in self.all_levels():
+            (first,) = self.execute(query, (lvl.rank,)).fetchone()
             oldest = self.now if first is None else min(self.now, first)
             out[lvl.name] = LevelJobStats(
                 queued=lvl.queued, scheduled=lvl.scheduled, running=lvl.running,
@@ -666,10 +730,14 @@ class SQLiteBroker(Broker):
         self._lock = threading.Lock()
         self._waiters: dict[str, list[_Waiter]] = {}
         self._work_waiters: list[_Waiter] = []
+        #: enqueues waiting for the next transaction: job, rank, and whom to answer
+        self._enqueues: list[tuple[Job, int, asyncio.AbstractEventLoop, asyncio.Future[Job]]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._watching = False
         #: ``PRAGMA data_version`` when the watcher last read the waited jobs
         self._version: int | None = None
+        #: the level set found in the file by this connection
+        self._checked: LevelSet | None = None
         self._lock_waits = 0
 
     @property
@@ -712,9 +780,18 @@ class SQLiteBroker(Broker):
     # -- enqueue, reserve, finish --------------------------------------------------
 
     async def enqueue(self, job: Job) -> Job:
+        """Store ``job``; enqueues waiting together share one transaction (a group commit)."""
         _, levels = self._configured()
         rank = levels.resolve(job.level).rank
-        return await self._write(lambda tx: tx.enqueue(job, rank))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Job] = loop.create_future()
+        with self._lock:
+            self._enqueues.append((job, rank, loop, future))
+            first = len(self._enqueues) == 1
+        if first:  # else the drain on its way takes this job too; call_soon lets the
+            # enqueues of tasks ready in this turn of the loop join before it starts
+            loop.call_soon(self._pool().submit, self._drain_enqueues)
+        return await future
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         """`enqueue` each job, all in one transaction: stored all, or (on an error) none."""
@@ -755,7 +832,7 @@ class SQLiteBroker(Broker):
     async def get(self, job_id: str) -> Job | None:
         def read(conn: sqlite3.Connection) -> Job | None:
             found = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
-            row = None if found is None else _Row(found)
+            row = None if found is None else _Row.load(found)
             return None if row is None or row.is_expired(self._clock()) else row.job
 
         return await self._call(read)
@@ -807,7 +884,7 @@ class SQLiteBroker(Broker):
     async def dead(self, limit: int = 100) -> list[Job]:
         def read(conn: sqlite3.Connection) -> list[Job]:
             query = f"{_SELECT} WHERE state = 'dead' AND expires_at > ? ORDER BY seq LIMIT ?"
-            return [_Row(r).job for r in conn.execute(query, (self._clock(), limit))]
+            return [_Row.load(r).job for r in conn.execute(query, (self._clock(), limit))]
 
         return await self._call(read)
 
@@ -843,11 +920,14 @@ class SQLiteBroker(Broker):
         return await self._call(lambda conn: self._transact(conn, levels, work))
 
     async def _call(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), self._run, work)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The broker's one thread (started again after `close`)."""
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="prioritize-sqlite")
-            executor = self._executor
-        return await asyncio.get_running_loop().run_in_executor(executor, self._run, work)
+            return self._executor
 
     def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` on the connection (opened if need be), retried while the file is locked."""
@@ -875,12 +955,42 @@ class SQLiteBroker(Broker):
             time.sleep(min(deadline - now, pause * random.uniform(0.5, 1.5)))
             pause = min(pause * 2, 0.05)
 
+    def _drain_enqueues(self) -> None:
+        """On the thread: store every enqueue waiting now, in one transaction.
+
+        Each caller gets its own job, or its own error for a duplicate id;
+        an error of the store fails them all (nothing was stored).
+        """
+        with self._lock:
+            batch, self._enqueues = self._enqueues, []
+        levels = None if self._policy is None else self._policy.level_set
+
+        def work(tx: _Tx) -> list[Job | ValueError]:
+            out: list[Job | ValueError] = []
+            for job, rank, _, _ in batch:
+                try:
+                    out.append(tx.enqueue(job, rank))
+                except ValueError as exc:
+                    out.append(exc)
+            return out
+
+        try:
+            results: Sequence[Job | Exception] = self._run(
+                lambda conn: self._transact(conn, levels, work)
+            )
+        except Exception as exc:  # handed to every caller
+            results = [exc] * len(batch)
+        for (_, _, loop, future), result in zip(batch, results, strict=True):
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result)
+
     def _transact(
         self, conn: sqlite3.Connection, levels: LevelSet | None, work: Callable[[_Tx], _T]
     ) -> _T:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            tx = _Tx(conn, self._clock(), self._dead_ttl, levels)
+            checked = levels is None or levels == self._checked
+            tx = _Tx(conn, self._clock(), self._dead_ttl, levels, checked=checked)
             result = work(tx)
             tx.flush()
             conn.execute("COMMIT")
@@ -888,6 +998,8 @@ class SQLiteBroker(Broker):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if levels is not None:
+            self._checked = levels
         self._wake(tx.finished, work=tx.has_work)
         return result
 
@@ -918,7 +1030,7 @@ class SQLiteBroker(Broker):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(
-                        "INSERT INTO prioritize_store (id, version, seq) VALUES (1, ?, 0)",
+                        "INSERT INTO prioritize_store (id, version, buried) VALUES (1, ?, 0)",
                         (SCHEMA_VERSION,),
                     )
                 conn.execute("COMMIT")
@@ -936,6 +1048,7 @@ class SQLiteBroker(Broker):
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
+        self._checked = None
         if conn is not None:
             conn.close()
 
@@ -1010,6 +1123,15 @@ class SQLiteBroker(Broker):
             waiting = sum(map(len, self._waiters.values())) + len(self._work_waiters)
         state = "open" if self._conn is not None else "closed"
         return f"<SQLiteBroker {self._path} {state}, {waiting} waiting>"
+
+
+def _settle(future: asyncio.Future[Job], result: Job | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
