@@ -487,3 +487,24 @@ def test_bad_arguments_are_refused_naming_what_is_accepted(
 def test_repr_shows_the_file_and_the_waiters(tmp_path: Path) -> None:
     broker = SQLiteBroker(tmp_path / "jobs.db")
     assert repr(broker) == f"<SQLiteBroker {tmp_path}/jobs.db closed, 0 waiting>"
+
+
+def test_a_reserve_that_changes_nothing_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+
+    async def body() -> None:
+        broker = broker_on(path)
+        await broker.enqueue(job())
+        await broker.reserve("w1", 1, lease=60)
+        observer = sqlite3.connect(path)
+        (before,) = observer.execute("PRAGMA data_version").fetchone()
+        for _ in range(3):  # idle workers asking again and again wake no other process
+            assert await broker.reserve("w1", 5, lease=60) == []
+            await broker.stats()
+        assert observer.execute("PRAGMA data_version").fetchone() == (before,)
+        await broker.enqueue(job())
+        assert observer.execute("PRAGMA data_version").fetchone() != (before,)
+        observer.close()
+        await broker.close()
+
+    run(body)

@@ -6,33 +6,37 @@ The rules are the memory broker's (`MemoryBroker` is the reference), moved
 from Python containers into tables, and every decision is one SQLite
 transaction begun with ``BEGIN IMMEDIATE``: it takes the file's write lock
 first, so two processes never decide on the same rows, and a transaction
-that fails leaves nothing behind. `_Tx` is that transaction; it reads the
-per-level row at its start, changes jobs row by row, and writes the level
-rows, the flows' last tags and the gate's stride state back before
-``COMMIT``. ``reserve`` applies the finished outcomes, does the upkeep
-(bounded batches of expired leases, due retries, missed deadlines,
-expired results), asks `JobGate` for up to ``limit`` levels and takes each
-level's jobs in (tag, seq) order, all in one transaction: a worker's ack
-and its next reservation cost one commit.
+that fails leaves nothing behind. `_Tx` is that transaction: it reads the
+level rows, the flows' last tags and the store row when first needed,
+changes job rows (queued updates go out as one ``executemany`` per kind),
+and writes back what changed just before ``COMMIT``. ``reserve`` applies
+the finished outcomes, does the upkeep (bounded batches of expired leases,
+due retries, missed deadlines, expired results), asks `JobGate` for up to
+``limit`` levels and takes each level's first jobs in (tag, seq) order,
+all in one transaction: a worker's acks and its next jobs cost one commit.
+Enqueues waiting at the same time share one transaction too (a group
+commit), each caller answered only once it is committed; ``enqueue_many``
+stores a batch in one.
 
 Tables (all named ``prioritize_*``, so the file may also hold other data):
 
 * ``prioritize_jobs``: the `Job` fields, plus ``level_rank``, ``tag``,
-  ``seq`` (order among equal tags, of scheduled jobs, and of the dead-letter
-  set), ``ready_at`` (for ``oldest_wait``) and ``expires_at`` (a finished
+  ``seq`` (order among equal tags and equal run_at; of burial among dead
+  jobs), ``ready_at`` (for ``oldest_wait``) and ``expires_at`` (a finished
   job's end of TTL). Partial indexes hold only the rows a query needs:
   ready jobs by (level_rank, tag, seq), scheduled by run_at, leases by
   lease_until, deadlines, expiries, the dead-letter set, and a unique
   idempotency key. Each step of ``reserve`` is one index seek.
-* ``prioritize_levels``: one row per level with its clock, its gauges
-  (queued, scheduled, running, dead) and its counters. The gauges move
-  with each change of a job's state in the same transaction (``COUNT(*)``
-  over an index walks every entry: fine for hundreds of jobs, not for a
-  backlog of a million), so `JobGate`'s snapshot costs one small read.
+* ``prioritize_levels``: one row per level: its clock, its ``seq``, its
+  gauges (queued, scheduled, running, dead) and its counters. The gauges
+  move with each change of a job's state, in the same transaction: a
+  ``COUNT(*)`` walks every index entry (fine for hundreds of jobs, not for
+  a backlog of a million), so `JobGate`'s snapshot costs one small read.
 * ``prioritize_flows``: each (level, flow)'s last tag, for `next_tag`.
-* ``prioritize_store``: the schema version, the ``seq`` counter and the
+* ``prioritize_store``: the schema version, the count of burials and the
   gate's stride state, stored even when ``reserve`` hands out nothing,
-  since `JobGate.reserve` records a turn either way.
+  since `JobGate.reserve` records a turn either way. A transaction that
+  changes nothing writes nothing, so idle workers wake nobody.
 
 A finished job past its TTL reads as absent at once and its row is
 deleted by the next upkeep, so reads (``get``, ``wait``, ``dead``) never
@@ -113,63 +117,29 @@ class StoreError(JobError, OSError):
 
 _SCHEMA = """
 CREATE TABLE prioritize_store (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    version INTEGER NOT NULL,
-    buried INTEGER NOT NULL,
+    id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL, buried INTEGER NOT NULL,
     gate TEXT
 );
 CREATE TABLE prioritize_levels (
-    rank INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    clock REAL NOT NULL DEFAULT 0,
-    seq INTEGER NOT NULL DEFAULT 0,
-    queued INTEGER NOT NULL DEFAULT 0,
-    scheduled INTEGER NOT NULL DEFAULT 0,
-    running INTEGER NOT NULL DEFAULT 0,
-    dead INTEGER NOT NULL DEFAULT 0,
-    succeeded INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    cancelled INTEGER NOT NULL DEFAULT 0,
+    rank INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, clock REAL NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 0,
+    scheduled INTEGER NOT NULL DEFAULT 0, running INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0, succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
     shed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE prioritize_flows (
-    rank INTEGER NOT NULL,
-    flow TEXT NOT NULL,
-    last REAL NOT NULL,
-    PRIMARY KEY (rank, flow)
+    rank INTEGER NOT NULL, flow TEXT NOT NULL, last REAL NOT NULL, PRIMARY KEY (rank, flow)
 ) WITHOUT ROWID;
 CREATE TABLE prioritize_jobs (
-    level_rank INTEGER NOT NULL,
-    tag REAL,
-    seq INTEGER,
-    ready_at REAL,
-    expires_at REAL,
-    retries INTEGER NOT NULL,
-    retry_base REAL NOT NULL,
-    retry_factor REAL NOT NULL,
-    retry_cap REAL NOT NULL,
-    retry_jitter TEXT NOT NULL,
-    id TEXT NOT NULL UNIQUE,
-    task TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    level TEXT NOT NULL,
-    flow TEXT NOT NULL,
-    state TEXT NOT NULL,
-    timeout REAL,
-    deadline REAL,
-    run_at REAL,
-    enqueued_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    attempts INTEGER NOT NULL,
-    worker TEXT,
-    lease_until REAL,
-    result BLOB,
-    error TEXT,
-    traceback TEXT,
-    idempotency_key TEXT,
-    result_ttl REAL NOT NULL,
-    reason TEXT
+    level_rank INTEGER NOT NULL, tag REAL, seq INTEGER, ready_at REAL, expires_at REAL,
+    retries INTEGER NOT NULL, retry_base REAL NOT NULL, retry_factor REAL NOT NULL,
+    retry_cap REAL NOT NULL, retry_jitter TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE, task TEXT NOT NULL, payload BLOB NOT NULL, level TEXT NOT NULL,
+    flow TEXT NOT NULL, state TEXT NOT NULL, timeout REAL, deadline REAL, run_at REAL,
+    enqueued_at REAL NOT NULL, started_at REAL, finished_at REAL, attempts INTEGER NOT NULL,
+    worker TEXT, lease_until REAL, result BLOB, error TEXT, traceback TEXT,
+    idempotency_key TEXT, result_ttl REAL NOT NULL, reason TEXT
 );
 CREATE INDEX prioritize_jobs_ready ON prioritize_jobs (level_rank, tag, seq)
     WHERE state = 'queued';
@@ -380,12 +350,14 @@ class _Tx:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
         """Run a statement on the jobs table, after the updates queued before it."""
-        if self._pending:
-            for statement, rows in self._pending.items():
-                self.conn.executemany(statement, rows)
-            self._pending.clear()
-            self._pending_rows.clear()
+        self._write_pending()
         return self.conn.execute(sql, params)
+
+    def _write_pending(self) -> None:
+        for statement, rows in self._pending.items():
+            self.conn.executemany(statement, rows)
+        self._pending.clear()
+        self._pending_rows.clear()
 
     def select(self, where: str, *params: object) -> list[_Row]:
         return [_Row.load(r) for r in self.execute(f"{_SELECT} {where}", params)]
@@ -414,7 +386,7 @@ class _Tx:
                 self._gauge(row.rank, cols["state"], -1)
                 self._gauge(row.rank, state, 1)
             if row.rowid in self._pending_rows:
-                self.execute("SELECT 1")  # one queued update per row: run the earlier first
+                self._write_pending()  # one queued update per row: run the earlier first
             self._pending_rows.add(row.rowid)
             statement = _update_sql(tuple(changes))
             self._pending.setdefault(statement, []).append((*changes.values(), row.rowid))
@@ -473,7 +445,7 @@ class _Tx:
         self._dirty_flows.add(key)
 
     def flush(self) -> None:
-        self.execute("SELECT 1")
+        self._write_pending()
         for key in self._dirty_flows:
             last = self._flows[key]
             if last is None:
@@ -1076,7 +1048,8 @@ class SQLiteBroker(Broker):
         loop = asyncio.get_running_loop()
         with self._lock:
             watcher = self._watcher
-            if self._watching and watcher is not None and watcher.get_loop().is_running():
+            alive = watcher is not None and not watcher.done() and watcher.get_loop().is_running()
+            if self._watching and alive:
                 return
             self._watching = True
         self._watcher = loop.create_task(self._watch())
