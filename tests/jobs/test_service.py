@@ -576,6 +576,32 @@ def test_the_policy_rules_and_trust_decide_the_level_and_the_body_may_only_lower
     run(body)
 
 
+def test_a_task_declared_less_important_keeps_its_level_and_never_raises_one() -> None:
+    policy = classifying_policy()
+    queue = queue_of(policy=policy)
+
+    @queue.task(name="nightly", level="bulk")
+    def nightly() -> None: ...
+
+    @queue.task(name="page", level="critical")
+    def page() -> None: ...
+
+    signed = policy.trust.sign("critical", time.time())
+
+    async def level(task: str, headers: dict[str, str]) -> str:
+        async with client(create_app(queue, policy=policy, registry=CollectorRegistry())) as http:
+            response = await http.post("/v1/jobs", json={"task": task}, headers=headers)
+            assert response.status_code == 202
+        return str(response.json()["level"])
+
+    async def body() -> None:
+        assert await level("nightly", signed) == "bulk"  # a critical caller: still bulk
+        assert await level("page", {}) == "normal"  # the task cannot raise the request
+        assert await level("page", signed) == "critical"
+
+    run(body)
+
+
 def test_a_submission_the_gate_sheds_gets_503_with_retry_after() -> None:
     gate = GatePolicy(capacity=1, levels={"bulk": LevelPolicy(max_wait=0)})
     policy = classifying_policy({"submit": gate})

@@ -24,9 +24,10 @@ Theory of operation
   ``Retry-After``. Reads, cancels, stats and metrics are not admitted: they
   are cheap, and a long poll holding a seat while it waits would let
   pollers crowd out submissions.
-* **The job's level is the request's.** A ``level`` in the body may only
-  lower it: the same `Classifier` rule an untrusted ``X-Priority`` follows,
-  applied with the request's level as the default.
+* **The job's level is the request's**, or the task's declared level if
+  that is less important. A ``level`` in the body may only lower it: the
+  same `Classifier` rule an untrusted ``X-Priority`` follows, applied with
+  that level as the default.
 * **Long polls are woken, not polled**: ``Broker.wait`` returns when the
   job finishes. A client that disconnects ends its wait.
 * **Metrics read a snapshot.** A scrape refreshes the job counts from the
@@ -192,7 +193,8 @@ class _Service:
             submission = self._read(request, data)
         except InvalidSubmission as exc:
             return invalid(request, exc.errors)
-        level = self._level(request, submission.level)
+        task = self.queue.tasks.get(submission.task)
+        level = self._level(request, submission.level, None if task is None else task.level)
         try:
             handle = await self.queue.enqueue(
                 submission.task,
@@ -243,9 +245,19 @@ class _Service:
             return self._tasks
         return frozenset(self.queue.tasks) or None
 
-    def _level(self, request: Request, asked: str | None) -> str:
-        """The request's level, lowered to ``asked`` if that is lower (never raised by it)."""
+    def _level(self, request: Request, asked: str | None, declared: str | None) -> str:
+        """The request's level, lowered to the task's declared level, then to ``asked``.
+
+        A task declared ``bulk`` stays bulk when a critical caller submits
+        it (as with `Task.enqueue`), and a task declared ``critical`` is no
+        more important than the request that submits it, so an untrusted
+        caller cannot raise a job by choosing the task.
+        """
         classified: Level = request.scope["state"][STATE_KEY]  # set by PriorityMiddleware
+        if declared is not None:
+            task_level = self.queue.levels[declared]
+            if task_level.rank > classified.rank:
+                classified = task_level
         if asked is None:
             return classified.name
         return self._lowering[classified.name].classify(RequestInfo(requested=asked)).name
