@@ -7,8 +7,9 @@
   eight slots each, each level's jobs never run more at once than its max.
 
 Processes are started with ``prioritize worker tests.jobs.apps.fault:jobs``
-(see that module for what its tasks do); the test enqueues and reads
-results through a queue built the same way in its own process.
+(or ``wip:jobs``; see those modules for what their tasks do); the test
+enqueues and reads results through a queue built the same way in its own
+process.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from prioritize.jobs import JobState, TaskFailed
-from tests.jobs.apps import fault
+from prioritize.jobs import JobQueue, JobState, TaskFailed
+from tests.jobs.apps import fault, wip
 from tests.jobs.apps.processes import HANG, wait_until, worker_processes
 
 APP = "tests.jobs.apps.fault:jobs"
+WIP_APP = "tests.jobs.apps.wip:jobs"
 BROKERS = ["sqlite"]  # Redis joins when its broker lands
 _queues = iter(range(1_000_000))
 
@@ -44,21 +46,29 @@ def broker_url(
 def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
     held = tmp_path / "held"
     held.mkdir()
-    options = ["--concurrency=8", "--lease=1", "--log-level=warning"]
+    options = ["--concurrency=8", "--lease=1"]
 
     async def main() -> None:
         jobs = fault.build(broker_url)
         with worker_processes(tmp_path) as start:
-            start(APP, *options, PRIORITIZE_TEST_BROKER=broker_url)
+            # the victim first, alone: every job it starts writes its marker, then never ends
             victim = start(
-                APP, *options, PRIORITIZE_TEST_BROKER=broker_url, PRIORITIZE_TEST_HOLD=str(held)
+                APP,
+                *options,
+                "--log-level=info",
+                PRIORITIZE_TEST_BROKER=broker_url,
+                PRIORITIZE_TEST_HOLD=str(held),
             )
+            await victim.wait_for_output(" started: 8 slots")
             handles = [await jobs.enqueue("work", [i]) for i in range(1000)]
-            # every job the victim starts writes its marker, then never ends
-            await wait_until(lambda: any(held.iterdir()), "the victim to hold jobs")
-            victim.signal(signal.SIGKILL)
+            await wait_until(lambda: len(list(held.iterdir())) == 8, "the victim to hold 8 jobs")
+            start(APP, *options, "--log-level=warning", PRIORITIZE_TEST_BROKER=broker_url)
+            await wait_until(
+                lambda: succeeded(jobs, 100), "another worker to run jobs", asynchronous=True
+            )
+            victim.signal(signal.SIGKILL)  # mid-job, while the other one works
             assert victim.wait() == -signal.SIGKILL
-            start(APP, *options, PRIORITIZE_TEST_BROKER=broker_url)  # its replacement
+            start(APP, *options, "--log-level=warning", PRIORITIZE_TEST_BROKER=broker_url)
             handles += [await jobs.enqueue("work", [i]) for i in range(1000, 5000)]
             results = [await handle.result(HANG) for handle in handles]
             assert results == [2 * i for i in range(5000)]
@@ -67,7 +77,7 @@ def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
             killed_mid_job = sorted(
                 int(marker.name.removeprefix("held-")) for marker in held.iterdir()
             )
-            assert killed_mid_job
+            assert len(killed_mid_job) == 8
             for i in killed_mid_job:  # leased by the victim, then redelivered
                 assert stored[i].attempts == 2, stored[i]
             stats = await jobs.stats()
@@ -75,6 +85,10 @@ def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
         await jobs.close()
 
     asyncio.run(main())
+
+
+async def succeeded(jobs: JobQueue, least: int) -> bool:
+    return (await jobs.stats()).total("succeeded") >= least
 
 
 def test_poison_job_goes_to_dead_letter_while_the_rest_succeed(
@@ -121,11 +135,11 @@ def test_global_wip_limits_hold_across_worker_processes(broker_url: str, tmp_pat
     counts = {"critical": 120, "high": 60, "low": 30}
 
     async def main() -> None:
-        jobs = fault.build(broker_url)
+        jobs = wip.build(broker_url)
         with worker_processes(tmp_path) as start:
             workers = [
                 start(
-                    APP,
+                    WIP_APP,
                     "--concurrency=8",
                     PRIORITIZE_TEST_BROKER=broker_url,
                     PRIORITIZE_TEST_SPANS=str(spans_dir),
@@ -159,8 +173,8 @@ def test_global_wip_limits_hold_across_worker_processes(broker_url: str, tmp_pat
         assert max_overlap(mine) <= 8  # no process runs more than its slots
     assert {level: len(spans) for level, spans in by_level.items()} == counts
     overlap = {level: max_overlap(spans) for level, spans in by_level.items()}
-    assert overlap == fault.MAX  # never above each level's max, and the max was reached
-    assert max_overlap(every) <= fault.WIP.capacity
+    assert overlap == wip.MAX  # never above each level's max, and the max was reached
+    assert max_overlap(every) <= wip.WIP.capacity
 
 
 def test_max_overlap_counts_spans_open_together() -> None:

@@ -47,8 +47,9 @@ except ImportError as exc:
     ) from exc
 
 from ..core.stats import BUCKET_BOUNDS
+from ._worker_stats import OUTCOMES, RunTimes, WorkerStats
 from .model import LevelJobStats
-from .worker import OUTCOMES, RunTimes, Worker, WorkerStats
+from .worker import Worker
 
 __all__ = ["QueueMetrics", "WorkerMetrics", "register_worker"]
 

@@ -50,34 +50,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import math
 import os
 import random
 import socket
-import sys
-import threading
 import time
-import traceback
-from bisect import bisect_left
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, final
+from dataclasses import dataclass
+from typing import final
 
-from ..context import level_scope
 from ..core.levels import Level
-from ..core.stats import BUCKET_BOUNDS
-from .model import Job, JobError, JobStats, Outcome, OutcomeKind, SerializationError
-from .queue import JobQueue, Task
+from ._job_call import (
+    LATE,
+    Permanent,
+    TimedOut,
+    call_async,
+    call_sync,
+    decode_arguments,
+    describe,
+    format_error,
+)
+from ._worker_stats import RunTimes, Tally, WorkerStats
+from .model import Job, JobError, JobStats, Outcome, OutcomeKind
+from .queue import JobQueue
 
 __all__ = ["RunTimes", "UnknownTask", "Worker", "WorkerStats"]
 
 logger = logging.getLogger("prioritize.jobs.worker")
 
-#: what a job's run ended as, for logs, stats and metrics
-OUTCOMES = ("succeeded", "failed", "dead", "released")
 #: seconds between two retries of a failed broker call: first, and at most
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
@@ -85,83 +87,6 @@ BACKOFF_MAX = 5.0
 
 class UnknownTask(JobError, LookupError):
     """A reserved job names a task this worker's queue does not have (it goes to dead letter)."""
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class RunTimes:
-    """How long one level's runs took: Prometheus-style cumulative buckets at `BUCKET_BOUNDS`."""
-
-    count: int = 0
-    #: seconds, all runs together
-    total: float = 0.0
-    #: runs at or below each of `BUCKET_BOUNDS` (``le``, cumulative)
-    cumulative: tuple[int, ...] = (0,) * len(BUCKET_BOUNDS)
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """A worker's counters at one moment: a copy, safe to read from any thread."""
-
-    name: str
-    concurrency: int
-    #: slots busy now (a sync job past its timeout keeps its slot until its thread returns)
-    running: int
-    #: slots busy now, by level
-    running_by_level: dict[str, int]
-    #: runs ended, by outcome: succeeded, failed (retry scheduled), dead, released
-    processed: dict[str, int]
-    #: runs ended, by (task, level, outcome)
-    by_task: dict[tuple[str, str, str], int]
-    #: run durations by level (released runs are not counted)
-    run_times: dict[str, RunTimes]
-    #: the broker's counts as last sampled (every ``stats_interval`` s), None before the first
-    queue: JobStats | None = None
-    #: epoch seconds of that sample
-    sampled_at: float | None = None
-
-
-@final
-class _Tally:
-    """The counters behind `WorkerStats`: written on the loop, read by scrapes on other threads."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_task: dict[tuple[str, str, str], int] = {}
-        self.running: dict[str, int] = {}
-        #: per level: [count per bucket (last: above every bound), total seconds]
-        self.buckets: dict[str, list[int]] = {}
-        self.totals: dict[str, float] = {}
-
-    def started(self, level: str) -> None:
-        with self.lock:
-            self.running[level] = self.running.get(level, 0) + 1
-
-    def ended(self, level: str) -> None:
-        with self.lock:
-            self.running[level] -= 1
-
-    def outcome(self, task: str, level: str, outcome: str, seconds: float | None) -> None:
-        with self.lock:
-            key = (task, level, outcome)
-            self.by_task[key] = self.by_task.get(key, 0) + 1
-            if seconds is not None:
-                buckets = self.buckets.get(level)
-                if buckets is None:
-                    buckets = self.buckets[level] = [0] * (len(BUCKET_BOUNDS) + 1)
-                buckets[bisect_left(BUCKET_BOUNDS, seconds)] += 1
-                self.totals[level] = self.totals.get(level, 0.0) + seconds
-
-    def run_times(self) -> dict[str, RunTimes]:
-        out: dict[str, RunTimes] = {}
-        for level, buckets in self.buckets.items():
-            cumulative, seen = [], 0
-            for count in buckets[:-1]:
-                seen += count
-                cumulative.append(seen)
-            out[level] = RunTimes(sum(buckets), self.totals[level], tuple(cumulative))
-        return out
 
 
 @final
@@ -177,34 +102,6 @@ class _Run:
     is_reported: bool = False
     #: the broker said the lease is gone: the job is someone else's now
     is_lost: bool = False
-
-
-@final
-@dataclass(slots=True)
-class _ThreadCall:
-    """A sync task's call on a pool thread, in the job's level; keeps the thread for its stack."""
-
-    function: Callable[..., object]
-    args: Sequence[object]
-    kwargs: Mapping[str, object]
-    level: Level | None
-    thread: int | None = field(default=None)
-
-    def __call__(self) -> object:
-        self.thread = threading.get_ident()
-        with level_scope(self.level):
-            return self.function(*self.args, **self.kwargs)
-
-    def stack(self) -> str | None:
-        """Where the thread is now: the traceback of a sync job that ran past its timeout."""
-        frame = sys._current_frames().get(self.thread) if self.thread is not None else None
-        if frame is None:
-            return None
-        return "Stack of the thread at the timeout:\n" + "".join(traceback.format_stack(frame))
-
-
-class _Permanent(Exception):
-    """A failure no retry can mend: the job goes to dead letter at once."""
 
 
 @final
@@ -260,7 +157,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{random.randbytes(3).hex()}"
         self.idle_wait = float(idle_wait)
         self.stats_interval = stats_interval
-        self._tally = _Tally()
+        self._tally = Tally()
         self._running: dict[str, _Run] = {}
         self._pending: list[Outcome] = []
         self._in_flight: list[Outcome] = []
@@ -304,23 +201,8 @@ class Worker:
     @property
     def stats(self) -> WorkerStats:
         """Counters now: busy slots, runs ended by outcome, run times, the last broker sample."""
-        with self._tally.lock:
-            by_task = dict(self._tally.by_task)
-            running = {k: v for k, v in self._tally.running.items() if v}
-            run_times = self._tally.run_times()
-        processed = dict.fromkeys(OUTCOMES, 0)
-        for (_, _, outcome), count in by_task.items():
-            processed[outcome] += count
-        return WorkerStats(
-            self.name,
-            self.concurrency,
-            sum(running.values()),
-            running,
-            processed,
-            by_task,
-            run_times,
-            self._queue_stats,
-            self._sampled_at,
+        return self._tally.snapshot(
+            self.name, self.concurrency, self._queue_stats, self._sampled_at
         )
 
     # -- the loop ------------------------------------------------------------------
@@ -370,7 +252,7 @@ class Worker:
                 jobs = await self._exchange(free)
             except Exception:
                 failures += 1
-                await self._back_off("reserve", failures)
+                await self._back_off("reserve" if free > 0 else "finish", failures)
                 continue
             failures = 0
             for job in jobs:
@@ -604,97 +486,48 @@ class Worker:
         task = self.queue.tasks.get(job.task)
         try:
             if task is None:
-                raise _Permanent(UnknownTask(_unknown_task(job.task, self.queue.tasks)))
-            args, kwargs = self._decode(job)
+                raise Permanent(UnknownTask(_unknown_task(job.task, self.queue.tasks)))
+            args, kwargs = decode_arguments(self.queue.serializer, job)
             timeout = job.timeout if job.timeout is not None else task.timeout
             if task.is_async:
-                value = await self._call_async(run, task, args, kwargs, timeout)
+                value = await call_async(task.function, args, kwargs, run.level, timeout)
             else:
-                value = await self._call_sync(run, task, args, kwargs, timeout)
-            if run.is_reported:
-                return  # a sync job reported at its timeout, whose thread has now returned
+                assert self._pool is not None
+                value = await call_sync(
+                    self._pool,
+                    task.function,
+                    args,
+                    kwargs,
+                    level=run.level,
+                    timeout=timeout,
+                    on_timeout=lambda timed_out: self._fail(run, str(timed_out), timed_out.stack),
+                )
+            if value is LATE:
+                self._log_late(run)
+                return
             try:
                 result = self.queue.serializer.dumps(value)
             except Exception as exc:
-                raise _Permanent(exc) from exc
-        except _Permanent as exc:
+                raise Permanent(exc) from exc
+        except Permanent as exc:
             cause = exc.args[0]
-            self._fail(run, _describe(cause), _format(cause), permanent=True)
-        except _TimedOut as exc:
-            self._fail(run, str(exc), exc.stack, permanent=False)
+            self._fail(run, describe(cause), format_error(cause), permanent=True)
+        except TimedOut as exc:
+            self._fail(run, str(exc), exc.stack)
         except Exception as exc:
-            self._fail(run, _describe(exc), _format(exc), permanent=False)
+            self._fail(run, describe(exc), format_error(exc))
         else:
             self._succeed(run, result)
 
-    def _decode(self, job: Job) -> tuple[list[object], dict[str, Any]]:
-        try:
-            value = self.queue.serializer.loads(job.payload)
-        except Exception as exc:
-            raise _Permanent(exc) from exc
-        if (
-            isinstance(value, list | tuple)
-            and len(value) == 2
-            and isinstance(value[0], list | tuple)
-            and isinstance(value[1], dict)
-        ):
-            return list(value[0]), value[1]
-        raise _Permanent(
-            SerializationError(
-                f"job {job.id} ({job.task}): its payload reads as {type(value).__name__}, "
-                "not [args, kwargs]; was it enqueued with another serializer?"
-            )
-        )
-
-    async def _call_async(
-        self,
-        run: _Run,
-        task: Task[Any, Any],
-        args: list[object],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-    ) -> object:
-        with level_scope(run.level):
-            if timeout is None:
-                return await task.function(*args, **kwargs)
-            scope = asyncio.timeout(timeout)
-            try:
-                async with scope:
-                    return await task.function(*args, **kwargs)
-            except TimeoutError as exc:
-                if scope.expired():
-                    raise _TimedOut(timeout, _format(exc)) from None
-                raise
-
-    async def _call_sync(
-        self,
-        run: _Run,
-        task: Task[Any, Any],
-        args: list[object],
-        kwargs: dict[str, Any],
-        timeout: float | None,
-    ) -> object:
-        assert self._pool is not None
-        call = _ThreadCall(task.function, args, kwargs, run.level)
-        context = contextvars.copy_context()
-        future = asyncio.get_running_loop().run_in_executor(self._pool, context.run, call)
-        future.add_done_callback(_retrieve)  # a thread outliving its job may still raise
-        if timeout is None:
-            return await future
-        done, _ = await asyncio.wait((future,), timeout=timeout)
-        if done:
-            return future.result()
-        timed_out = _TimedOut(timeout, call.stack())
-        self._fail(run, str(timed_out), timed_out.stack, permanent=False)
-        await asyncio.wait((future,))  # the slot stays busy until the thread returns
+    def _log_late(self, run: _Run) -> None:
+        """A sync job reported at its timeout: its thread has returned, its slot is free."""
         logger.info(
-            "job %s (%s): its thread returned %.1f s after the timeout",
+            "job %s (%s): its thread returned %.1f s after the job timed out",
             run.job.id,
             run.job.task,
-            asyncio.get_running_loop().time() - run.started - timeout,
+            asyncio.get_running_loop().time() - run.started,
             extra=_extra(run.job),
         )
-        return None
 
     # -- outcomes ------------------------------------------------------------------
 
@@ -721,7 +554,7 @@ class Worker:
                 extra={**_extra(job), "duration": round(seconds, 6)},
             )
 
-    def _fail(self, run: _Run, error: str, text: str | None, *, permanent: bool) -> None:
+    def _fail(self, run: _Run, error: str, text: str | None, *, permanent: bool = False) -> None:
         job = run.job
         seconds = asyncio.get_running_loop().time() - run.started
         delay = None if permanent else job.retry.delay(max(1, job.attempts), random.random())
@@ -762,31 +595,9 @@ class Worker:
         )
 
 
-class _TimedOut(Exception):
-    """A run that went past its timeout; ``stack`` is where it was."""
-
-    def __init__(self, timeout: float, stack: str | None) -> None:
-        super().__init__(f"TimeoutError: ran longer than {timeout:g} s")
-        self.stack = stack
-
-
-def _retrieve(future: asyncio.Future[object]) -> None:
-    """Mark a thread's late exception seen: the run was reported at its timeout already."""
-    if not future.cancelled():
-        future.exception()
-
-
 def _extra(job: Job) -> dict[str, object]:
     """The structured fields of every log line about a job."""
     return {"job_id": job.id, "task": job.task, "level": job.level, "attempt": job.attempts}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _format(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
 
 
 def _unknown_task(name: str, tasks: Mapping[str, object]) -> str:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 PRIORITIZE = Path(sys.executable).with_name("prioritize")
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,11 +76,16 @@ class WorkerProcess:
         return self.wait()
 
 
-async def wait_until(condition: Callable[[], bool], what: str, timeout: float = HANG) -> None:
-    """Poll ``condition`` every 20 ms until true; AssertionError naming ``what`` at the deadline."""
+async def wait_until(
+    condition: Callable[[], Any], what: str, *, asynchronous: bool = False, timeout: float = HANG
+) -> None:
+    """Poll ``condition`` (a coroutine function if ``asynchronous``) every 20 ms until true.
+
+    AssertionError naming ``what`` at the deadline.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
+    while not (await condition() if asynchronous else condition()):
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
