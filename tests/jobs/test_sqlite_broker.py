@@ -508,3 +508,21 @@ def test_a_reserve_that_changes_nothing_writes_nothing(tmp_path: Path) -> None:
         await broker.close()
 
     run(body)
+
+
+def test_flows_whose_jobs_were_all_taken_are_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+
+    async def body() -> None:
+        broker = broker_on(path)
+        for flow in ["a", "a", "b", "c"]:
+            await broker.enqueue(job(flow=flow))
+        assert len(await broker.reserve("w1", 3, lease=60)) == 3  # a, b, c: a has one left
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT flow FROM prioritize_flows").fetchall() == [("a",)]
+        assert len(await broker.reserve("w1", 3, lease=60)) == 1
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT flow FROM prioritize_flows").fetchall() == []
+        await broker.close()
+
+    run(body)

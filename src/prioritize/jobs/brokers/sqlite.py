@@ -500,14 +500,16 @@ class _Tx:
     ) -> list[Job]:
         turns, stored = self.gate(gate)
         levels = self.all_levels()
-        counts = [[lvl.queued if allowed[lvl.rank] else 0, lvl.running] for lvl in levels]
+        snapshot = [
+            LevelSnapshot(lvl.queued if allowed[lvl.rank] else 0, lvl.running) for lvl in levels
+        ]
         ranks: list[int] = []
         for _ in range(limit):
-            rank = turns.reserve([LevelSnapshot(queued, running) for queued, running in counts])
+            rank = turns.reserve(snapshot)
             if rank is None:
                 break
-            counts[rank][0] -= 1
-            counts[rank][1] += 1
+            was = snapshot[rank]
+            snapshot[rank] = LevelSnapshot(was.queued - 1, was.running + 1)
             ranks.append(rank)
         if turns.state() != stored:  # recorded even when nothing was handed out
             self.gate_text = json.dumps(list(turns.state()))
@@ -526,10 +528,21 @@ class _Tx:
                 row, state=JobState.RUNNING, attempts=row.cols["attempts"] + 1, worker=worker,
                 lease_until=self.now + lease, started_at=self.now, ready_at=None,
             )  # fmt: skip
+        # a flow whose last tag is behind the clock is the same as no flow: forget it
+        unread: list[object] = []
         for flow in {row.cols["flow"] for row in rows}:
-            last = self.flow_last((rank, flow))
+            if (rank, flow) not in self._flows:
+                unread.append(flow)
+                continue
+            last = self._flows[rank, flow]
             if last is not None and last <= level.clock:
-                self.set_flow((rank, flow), None)  # same as absent from now on
+                self.set_flow((rank, flow), None)
+        for placeholders, params in _chunks(unread):  # not changed here: the file has them
+            self.conn.execute(
+                "DELETE FROM prioritize_flows WHERE rank = ? AND last <= ? "
+                f"AND flow IN ({placeholders})",
+                (rank, level.clock, *params),
+            )
         rows.reverse()
         return rows
 
