@@ -1126,10 +1126,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    return "locked" in str(exc) or "busy" in str(exc)
+    """Locked by another connection (SQLITE_BUSY, SQLITE_LOCKED and their extended codes)."""
+    return exc.sqlite_errorcode & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
 
 
 def _allowed(levels: LevelSet, chosen: Collection[str] | None) -> list[bool]:
