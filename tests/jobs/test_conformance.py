@@ -667,3 +667,46 @@ def test_unknown_levels_are_refused_with_the_accepted_names(brokers: BrokerFacto
                 await broker.reserve("w1", 1, lease=60, levels=["urgent"])
 
     run(body)
+
+
+def test_enqueue_many_stores_all_in_order_or_none(brokers: BrokerFactory) -> None:
+    async def body() -> None:
+        async with brokers.open(OPEN) as broker:
+            batch = [job("low"), job("low", idempotency_key="k"), job("low", idempotency_key="k")]
+            stored = await broker.enqueue_many(batch)
+            assert [j.id for j in stored] == [batch[0].id, batch[1].id, batch[1].id]
+            assert all(j.state is JobState.QUEUED for j in stored)
+            clash = [job("high"), job("high", id=batch[0].id)]
+            with pytest.raises(
+                ValueError, match=f"a job with id '{batch[0].id}' is already stored"
+            ):
+                await broker.enqueue_many(clash)
+            assert await broker.get(clash[0].id) is None
+            assert [j.id for j in await take_all(broker)] == [batch[0].id, batch[1].id]
+
+    run(body)
+
+
+def test_requeue_dead_ignores_a_repeated_id(brokers: BrokerFactory) -> None:
+    async def body() -> None:
+        async with brokers.open(OPEN) as broker:
+            await broker.enqueue(job(retry=RetryPolicy(retries=0)))
+            (held,) = await broker.reserve("w1", 1, lease=60)
+            await broker.finish("w1", [failed(held, None)])
+            assert await broker.requeue_dead([held.id, held.id]) == 1
+            assert (await broker.stats()).levels["normal"].queued == 1
+
+    run(body)
+
+
+def test_an_expired_job_is_gone_for_every_operation(brokers: BrokerFactory) -> None:
+    async def body() -> None:
+        async with brokers.open(OPEN) as broker:
+            sent = await broker.enqueue(job(result_ttl=10.0, idempotency_key="k"))
+            assert await broker.cancel(sent.id) is not None
+            brokers.clock.advance(11)
+            assert await broker.cancel(sent.id) is None
+            again = await broker.enqueue(job(idempotency_key="k"))
+            assert again.id != sent.id
+
+    run(body)

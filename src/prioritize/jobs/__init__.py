@@ -20,6 +20,7 @@ from .model import LevelJobStats as LevelJobStats
 from .model import Outcome as Outcome
 from .model import OutcomeKind as OutcomeKind
 from .model import SerializationError as SerializationError
+from .model import StoreError as StoreError
 from .model import TaskFailed as TaskFailed
 from .queue import JobHandle as JobHandle
 from .queue import JobQueue as JobQueue
@@ -47,6 +48,7 @@ __all__ = [
     "RetryPolicy",
     "SerializationError",
     "Serializer",
+    "StoreError",
     "Task",
     "TaskFailed",
     "Worker",

@@ -22,6 +22,11 @@ runs out means the worker is gone: its job returns to the front of its
 level (its tag is the level's clock), or becomes dead if it has used all
 its runs. A job released by a worker shutting down goes back the same way.
 
+*A dedicated worker* (``levels=``) reserves with the other levels shown
+to the gate as having nothing queued: their running jobs still count
+against every limit, and under weighted order a level a dedicated worker
+cannot take is treated as idle for that turn, so it saves up no credit.
+
 *Upkeep happens inside `reserve`*, before choosing, in the same atomic
 step, bounded per call: expired leases are reaped, due scheduled jobs
 become ready, queued jobs past their deadline are shed, finished jobs past
@@ -65,6 +70,13 @@ class Broker(Protocol):
         Ready now if ``run_at`` is None or due, else SCHEDULED. With an
         ``idempotency_key`` already held by a stored job, stores nothing
         and returns that job (compare ids to tell).
+        """
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
+        """`enqueue` each job in order, atomically: all are stored, or (on an error) none.
+
+        Idempotency keys are resolved in order, within the batch too.
         """
         ...
 

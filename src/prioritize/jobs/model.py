@@ -41,6 +41,7 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "SerializationError",
+    "StoreError",
     "TaskFailed",
 ]
 
@@ -208,6 +209,10 @@ class JobError(PrioritizeError):
 
 class JobNotFound(JobError, LookupError):
     """No job has this id (never enqueued, or finished longer ago than its result TTL)."""
+
+
+class StoreError(JobError, OSError):
+    """The broker's store cannot be reached or used (a file, a server); names which."""
 
 
 class SerializationError(JobError, TypeError):

@@ -100,27 +100,37 @@ class MemoryBroker(Broker):
     # -- enqueue -------------------------------------------------------------------
 
     async def enqueue(self, job: Job) -> Job:
+        return (await self.enqueue_many([job]))[0]
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
         _, levels = self._configured()
-        rank = levels.resolve(job.level).rank
+        ranks = [levels.resolve(job.level).rank for job in jobs]
         with self._lock:
             now = self._clock()
-            if job.idempotency_key is not None:
-                existing = self._keys.get(job.idempotency_key)
-                if existing is not None and existing in self._jobs:
-                    return self._jobs[existing]
-            if job.id in self._jobs:
-                raise ValueError(f"a job with id {job.id!r} is already stored")
-            if job.idempotency_key is not None:
-                self._keys[job.idempotency_key] = job.id
-            job = job.evolve(enqueued_at=now, attempts=0, worker=None, lease_until=None)
-            if job.run_at is not None and job.run_at > now:
-                self._jobs[job.id] = job.evolve(state=JobState.SCHEDULED)
-                self._push_scheduled(job.id, job.run_at)
-            else:
-                self._jobs[job.id] = job.evolve(state=JobState.QUEUED, run_at=None)
-                self._make_ready(job.id, rank, now)
+            self._expire(now)
+            seen: set[str] = set()
+            for job in jobs:  # all or nothing: refuse before storing any
+                if job.id in self._jobs or job.id in seen:
+                    raise ValueError(f"a job with id {job.id!r} is already stored")
+                seen.add(job.id)
+            stored = [self._store(job, rank, now) for job, rank in zip(jobs, ranks, strict=True)]
             self._wake_workers()
-            return self._jobs[job.id]
+            return stored
+
+    def _store(self, job: Job, rank: int, now: float) -> Job:
+        if job.idempotency_key is not None:
+            existing = self._keys.get(job.idempotency_key)
+            if existing is not None and existing in self._jobs:
+                return self._jobs[existing]
+            self._keys[job.idempotency_key] = job.id
+        job = job.evolve(enqueued_at=now, attempts=0, worker=None, lease_until=None)
+        if job.run_at is not None and job.run_at > now:
+            self._jobs[job.id] = job.evolve(state=JobState.SCHEDULED)
+            self._push_scheduled(job.id, job.run_at)
+        else:
+            self._jobs[job.id] = job.evolve(state=JobState.QUEUED, run_at=None)
+            self._make_ready(job.id, rank, now)
+        return self._jobs[job.id]
 
     # -- reserve and finish --------------------------------------------------------
 
@@ -225,6 +235,7 @@ class MemoryBroker(Broker):
         _, levels = self._configured()
         with self._lock:
             now = self._clock()
+            self._expire(now)
             job = self._jobs.get(job_id)
             if job is None or job.state not in (JobState.QUEUED, JobState.SCHEDULED):
                 return job
@@ -244,9 +255,11 @@ class MemoryBroker(Broker):
         _, levels = self._configured()
         with self._lock:
             now = self._clock()
+            self._expire(now)
             chosen = (
                 list(self._dead) if job_ids is None else [i for i in job_ids if i in self._dead]
             )
+            chosen = list(dict.fromkeys(chosen))  # an id given twice is requeued once
             for job_id in chosen:
                 del self._dead[job_id]
                 job = self._jobs[job_id]

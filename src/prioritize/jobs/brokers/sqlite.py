@@ -93,7 +93,7 @@ from ...core.levels import LevelSet
 from ...core.policy import GatePolicy
 from ...core.retry import Jitter, RetryPolicy
 from ..broker import Broker, next_tag
-from ..model import Job, JobError, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind
+from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind, StoreError
 
 __all__ = ["SCHEMA_VERSION", "WATCH_INTERVAL", "SQLiteBroker", "StoreError"]
 
@@ -109,10 +109,6 @@ UPKEEP_BATCH = 500
 _T = TypeVar("_T")
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-
-class StoreError(JobError, OSError):
-    """The SQLite file cannot be opened or used, or stayed locked too long; names the file."""
 
 
 _SCHEMA = """
