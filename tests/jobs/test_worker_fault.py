@@ -18,16 +18,17 @@ import asyncio
 import signal
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from prioritize.jobs import JobQueue, JobState, TaskFailed
+from prioritize.jobs import Job, JobHandle, JobQueue, JobState, TaskFailed
 from tests.jobs.apps import fault, wip
 from tests.jobs.apps.processes import HANG, wait_until, worker_processes
 
 APP = "tests.jobs.apps.fault:jobs"
 WIP_APP = "tests.jobs.apps.wip:jobs"
-BROKERS = ["sqlite"]  # Redis joins when its broker lands
+BROKERS = ["sqlite", "redis"]
 _queues = iter(range(1_000_000))
 
 
@@ -60,7 +61,7 @@ def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
                 PRIORITIZE_TEST_HOLD=str(held),
             )
             await victim.wait_for_output(" started: 8 slots")
-            handles = [await jobs.enqueue("work", [i]) for i in range(1000)]
+            handles = await enqueue_many(jobs, "work", [[i] for i in range(5000)])
             await wait_until(lambda: len(list(held.iterdir())) == 8, "the victim to hold 8 jobs")
             start(APP, *options, "--log-level=warning", PRIORITIZE_TEST_BROKER=broker_url)
             await wait_until(
@@ -69,11 +70,13 @@ def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
             victim.signal(signal.SIGKILL)  # mid-job, while the other one works
             assert victim.wait() == -signal.SIGKILL
             start(APP, *options, "--log-level=warning", PRIORITIZE_TEST_BROKER=broker_url)
-            handles += [await jobs.enqueue("work", [i]) for i in range(1000, 5000)]
-            results = [await handle.result(HANG) for handle in handles]
-            assert results == [2 * i for i in range(5000)]
-            stored = [await handle.job() for handle in handles]
+            await wait_until(
+                lambda: succeeded(jobs, 5000), "every job to succeed", asynchronous=True
+            )
+            stored = await read_many(handles)
             assert sum(job.state is JobState.SUCCEEDED for job in stored) == 5000
+            results = [jobs.serializer.loads(job.result or b"null") for job in stored]
+            assert results == [2 * i for i in range(5000)]
             killed_mid_job = sorted(
                 int(marker.name.removeprefix("held-")) for marker in held.iterdir()
             )
@@ -85,6 +88,25 @@ def test_sigkilled_worker_loses_no_job(broker_url: str, tmp_path: Path) -> None:
         await jobs.close()
 
     asyncio.run(main())
+
+
+async def enqueue_many(
+    jobs: JobQueue, task: str, calls: list[list[object]]
+) -> list[JobHandle[Any]]:
+    """Enqueue concurrently, 50 at a time: a broker batches what arrives together."""
+    handles: list[JobHandle[Any]] = []
+    for first in range(0, len(calls), 50):
+        chunk = calls[first : first + 50]
+        handles += await asyncio.gather(*(jobs.enqueue(task, args) for args in chunk))
+    return handles
+
+
+async def read_many(handles: list[JobHandle[Any]]) -> list[Job]:
+    """Every job as stored, read 50 at a time."""
+    jobs: list[Job] = []
+    for first in range(0, len(handles), 50):
+        jobs += await asyncio.gather(*(handle.job() for handle in handles[first : first + 50]))
+    return jobs
 
 
 async def succeeded(jobs: JobQueue, least: int) -> bool:

@@ -161,6 +161,8 @@ class Worker:
         self._running: dict[str, _Run] = {}
         self._pending: list[Outcome] = []
         self._in_flight: list[Outcome] = []
+        #: broker waits cancelled by our own wake-ups, not yet ended
+        self._abandoned: set[asyncio.Future[None]] = set()
         self._queue_stats: JobStats | None = None
         self._sampled_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -234,6 +236,8 @@ class Worker:
             try:
                 await self._shut_down()
             finally:
+                for waiter in self._abandoned:
+                    waiter.cancel()  # again, and not awaited: see _wait_for_work
                 for helper in helpers:
                     helper.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
@@ -298,7 +302,9 @@ class Worker:
     async def _wait_for_work(self) -> None:
         """Until the broker may have work, one of our jobs ends, or stop(); ``idle_wait`` at most.
 
-        Raises the broker's error, if waiting failed.
+        Raises the broker's error, if waiting failed. A broker wait cut
+        short by our own wake-up is cancelled but not awaited: a wait that
+        is slow to honour its cancellation must not hold up the acks.
         """
         if self._wake.is_set():
             return
@@ -307,11 +313,19 @@ class Worker:
         try:
             await asyncio.wait((broker, own), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            broker.cancel()
             own.cancel()
-            result, _ = await asyncio.gather(broker, own, return_exceptions=True)
-        if isinstance(result, Exception):
-            raise result
+            if not broker.done():
+                broker.cancel()
+                self._abandoned.add(broker)
+                broker.add_done_callback(self._forget_wait)
+        error = broker.exception() if broker.done() and not broker.cancelled() else None
+        if error is not None:
+            raise error
+
+    def _forget_wait(self, waiter: asyncio.Future[None]) -> None:
+        self._abandoned.discard(waiter)
+        if not waiter.cancelled():
+            waiter.exception()  # retrieved: it was cancelled for our own wake-up, not needed
 
     async def _is_idle(self) -> bool | None:
         """True: nothing this worker could take now or later; None: some queued; False: later."""
