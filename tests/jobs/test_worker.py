@@ -9,6 +9,7 @@ started from a queue the job writes to, never by sleeping.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
 import json
 import logging
@@ -481,9 +482,18 @@ def test_a_worker_stopped_before_it_runs_returns_at_once_and_may_run_again() -> 
 
 def test_running_a_worker_twice_at_once_is_refused() -> None:
     async def main() -> None:
-        worker = Worker(memory_queue(), name="w-1")
+        jobs = memory_queue()
+        started = asyncio.Event()
+
+        @jobs.task
+        async def hold() -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        await hold.enqueue()
+        worker = Worker(jobs, name="w-1", grace=0)
         async with running(worker):
-            await asyncio.sleep(0)  # let run() begin
+            await wait_for(started.wait())
             with pytest.raises(RuntimeError, match=r"^worker w-1 is running already$"):
                 await worker.run()
 
@@ -850,6 +860,17 @@ def test_second_collector_in_one_registry_is_refused() -> None:
         WorkerMetrics(worker, registry)
     with pytest.raises(ValueError, match=r"^this registry already exports a job queue's metrics"):
         QueueMetrics(worker, registry)
+
+
+def test_metrics_module_names_the_extra_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "prioritize.jobs.metrics")
+    with pytest.raises(ImportError) as caught:
+        importlib.import_module("prioritize.jobs.metrics")
+    assert str(caught.value) == (
+        "prioritize.jobs.metrics needs prometheus-client; install it with "
+        "pip install 'prioritize[metrics]'"
+    )
 
 
 # -- settings ------------------------------------------------------------------------
