@@ -532,11 +532,15 @@ class RedisBroker(Broker):
 
 
 @functools.cache
+def _lua(part: str) -> str:
+    """One file of lua/, as packaged."""
+    return resources.files(__package__).joinpath("lua", f"{part}.lua").read_text("utf-8")
+
+
 def _source(name: str) -> str:
     """A script's text: the shared rules, the gate for reserve, then its own body."""
-    folder = resources.files(__package__).joinpath("lua")
-    parts = ["common"] + (["gate"] if name == "reserve" else []) + [name]
-    return "\n".join(folder.joinpath(f"{part}.lua").read_text("utf-8") for part in parts)
+    parts = ["common", "gate", name] if name == "reserve" else ["common", name]
+    return "\n".join(_lua(part) for part in parts)
 
 
 def _gate_args(gate: GatePolicy) -> list[str]:

@@ -43,7 +43,7 @@ local function gate_set_state(g, values)
   g.vtime = tonumber(values[1] or '0')
   for i = 1, g.n do
     g.passes[i] = tonumber(values[1 + i] or '0')
-    g.waits[i] = values[1 + g.n + i] == '1'
+    g.waits[i] = tonumber(values[1 + g.n + i] or '0') == 1
   end
 end
 
