@@ -345,6 +345,26 @@ def test_level_of_the_job_is_the_current_level_inside_async_and_sync_tasks() -> 
     run(main())
 
 
+def test_dedicated_worker_takes_only_its_levels_and_is_idle_without_them() -> None:
+    async def main() -> None:
+        jobs = memory_queue()
+
+        @jobs.task
+        async def level_name() -> str | None:
+            level = current_level()
+            return None if level is None else level.name
+
+        urgent = await level_name.enqueue(level="critical")
+        later = await level_name.enqueue(level="bulk")
+        await Worker(jobs, levels=["critical", "high"]).run_until_idle()
+        assert await urgent.result(0) == "critical"
+        assert await later.status() is JobState.QUEUED  # not its level: left for another worker
+        await Worker(jobs, levels=["bulk"]).run_until_idle()
+        assert await later.result(0) == "bulk"
+
+    run(main())
+
+
 def test_sync_tasks_run_on_threads_at_once_up_to_concurrency() -> None:
     async def main() -> None:
         jobs = memory_queue()

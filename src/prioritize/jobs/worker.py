@@ -18,7 +18,9 @@ When `reserve` returns fewer jobs than were asked for, the gate has no more
 work for this worker: the loop waits in `Broker.wait_for_work` (woken by
 enqueues, and by other workers finishing, which may free a level's max) or
 until one of its own jobs ends, since its outcome should reach the broker
-at once: it frees a seat of the global WIP for every worker.
+at once: it frees a seat of the global WIP for every worker. A broker wait
+cut short that way is cancelled and left to end by itself, never awaited:
+a wait slow to honour its cancellation must not hold the acks back.
 
 Each held lease is renewed every ``heartbeat`` seconds. A worker killed
 mid-job loses nothing: its leases run out and the broker redelivers the
@@ -28,9 +30,13 @@ not acked are kept and sent again (the broker ignores an outcome it already
 applied, as it does one whose lease was lost).
 
 `stop` starts a graceful shutdown: no more reservations, up to ``grace``
-seconds for the running jobs to end, then the async jobs still running are
-cancelled and reported RELEASED (back to the front of their flow, the run
-not counted), and every outcome is sent before `run` returns.
+seconds for the running jobs to end (their outcomes acked as they do),
+then the jobs still running are cancelled and reported RELEASED (back to
+the front of their flow, the run not counted), and every outcome is sent
+before `run` returns; one the broker will not take within ``grace`` (at
+least `BACKOFF_MAX`) seconds is logged, and its job runs again when its
+lease runs out. A released sync job's thread runs on regardless, so such a
+job may run twice: delivery is at least once.
 
 Failures that no retry can mend go to the dead-letter set at once: a job
 whose task is not registered here (its name is in the error, with the
