@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any, TypeVar
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -24,11 +28,27 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+from prioritize.core.levels import LevelSet
 from prioritize.core.policy import GatePolicy
-from prioritize.jobs import Broker, Job, MemoryBroker, Outcome, OutcomeKind, RetryPolicy
-from prioritize.jobs.brokers.redis import RedisBroker
+from prioritize.jobs import (
+    Broker,
+    Job,
+    MemoryBroker,
+    Outcome,
+    OutcomeKind,
+    RetryPolicy,
+    StoreError,
+)
+from prioritize.jobs.brokers import open_broker
+from prioritize.jobs.brokers.redis import _SCRIPTS, RedisBroker, _where
 from tests.core.test_scheduler_stateful import gate_policies
+from tests.redis_servers import _server, free_port, require_redis
 
 from .conftest import ManualClock
 
@@ -53,11 +73,12 @@ MIN_STEPS = 600
 class TwinMachine(RuleBasedStateMachine):
     """The same calls on both brokers; every answer must be the same.
 
-    One knowing difference, reported to the lead: MemoryBroker drops jobs
-    past their TTL only in get, dead, stats and reserve, so its enqueue,
-    cancel and requeue_dead still see a job that has expired; RedisBroker
-    treats an expired job as gone everywhere. The twin calls the memory
-    broker's `get` before each step, which drops them there too.
+    Wider than tests/jobs/test_lockstep.py: random gate policies (strict and
+    weighted, mins and maxes), dead-letter reads, heartbeats on ids not held,
+    stale outcomes. One knowing difference: MemoryBroker.wait still returns
+    a finished job past its TTL that nothing has dropped yet, where
+    RedisBroker treats an expired job as gone; the twin calls the memory
+    broker's `get` (which drops them) before each step.
     """
 
     url = ""
@@ -96,50 +117,45 @@ class TwinMachine(RuleBasedStateMachine):
         self.memory.configure(policy)
         self.redis.configure(policy)
 
-    @rule(
-        data=st.data(),
-        flow=st.sampled_from(FLOWS),
-        delay=st.sampled_from([None, None, -1.0, 0.0, 5.0, 30.0]),
-        deadline=st.sampled_from([None, None, 0.0, 10.0, 60.0]),
-        key=st.sampled_from(KEYS),
-        retries=st.integers(0, 2),
-        ttl=st.sampled_from([30.0, 500.0]),
-    )
-    def enqueue(  # noqa: PLR0917 (one argument per drawn strategy)
-        self,
-        data: st.DataObject,
-        flow: str,
-        delay: float | None,
-        deadline: float | None,
-        key: str | None,
-        retries: int,
-        ttl: float,
-    ) -> None:
+    @rule(data=st.data(), size=st.integers(1, 3))
+    def enqueue(self, data: st.DataObject, size: int) -> None:
         now = self.clock()
-        job = Job(
-            id=f"j{next(self.count)}",
-            task="t",
-            payload=b"\x00args",
-            level=data.draw(st.sampled_from(self.levels)),
-            flow=flow,
-            retry=RetryPolicy(retries),
-            deadline=None if deadline is None else now + deadline,
-            run_at=None if delay is None else now + delay,
-            idempotency_key=key,
-            result_ttl=ttl,
-        )
-        self.both(lambda b: b.enqueue(job))
-        self.ids.append(job.id)
+        jobs = []
+        for _ in range(size):
+            delay = data.draw(st.sampled_from([None, None, -1.0, 0.0, 5.0, 30.0]))
+            deadline = data.draw(st.sampled_from([None, None, 0.0, 10.0, 60.0]))
+            jobs.append(
+                Job(
+                    id=f"j{next(self.count)}",
+                    task="t",
+                    payload=b"\x00args",
+                    level=data.draw(st.sampled_from(self.levels)),
+                    flow=data.draw(st.sampled_from(FLOWS)),
+                    retry=RetryPolicy(data.draw(st.integers(0, 2))),
+                    deadline=None if deadline is None else now + deadline,
+                    run_at=None if delay is None else now + delay,
+                    idempotency_key=data.draw(st.sampled_from(KEYS)),
+                    result_ttl=data.draw(st.sampled_from([30.0, 500.0])),
+                )
+            )
+        if size == 1:
+            self.both(lambda b: b.enqueue(jobs[0]))
+        else:
+            self.both(lambda b: b.enqueue_many(jobs))
+        self.ids.extend(job.id for job in jobs)
 
     @precondition(lambda self: self.ids)
-    @rule(data=st.data())
-    def enqueue_taken_id(self, data: st.DataObject) -> None:
-        job_id = data.draw(st.sampled_from(self.ids))
-        job = Job(id=job_id, task="t", payload=b"", level=self.levels[0])
+    @rule(data=st.data(), twice=st.booleans())
+    def enqueue_taken_id(self, data: st.DataObject, twice: bool) -> None:
+        """All or nothing: a batch with an id stored, or given twice, stores none."""
+        taken = data.draw(st.sampled_from(self.ids))
+        fresh = f"j{next(self.count)}"
+        ids = [fresh, fresh] if twice else [fresh, taken]
+        jobs = [Job(id=i, task="t", payload=b"", level=self.levels[0]) for i in ids]
 
         async def attempt(broker: Broker) -> str:
             try:
-                await broker.enqueue(job)
+                await broker.enqueue_many(jobs)
             except ValueError as error:
                 return str(error)
             return "stored"
@@ -246,3 +262,310 @@ def test_redis_broker_answers_as_memory_broker_does(redis_url: str) -> None:
         ),
     )
     assert TwinMachine.steps >= MIN_STEPS
+
+
+# -- what only Redis has ---------------------------------------------------------------
+
+POLICY = GatePolicy(capacity=10, name="jobs")
+
+
+def run(body: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(body())  # type: ignore[arg-type]
+
+
+def cluster_url(urls: list[str]) -> str:
+    return urls[0].replace("redis://", "redis+cluster://")
+
+
+@asynccontextmanager
+async def opened(url: str, queue: str, **options: object) -> AsyncIterator[RedisBroker]:
+    broker = RedisBroker.from_url(url, queue=queue, **options)  # type: ignore[arg-type]
+    broker.configure(POLICY)
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+def job(job_id: str, level: str = "normal", **fields: Any) -> Job:
+    return Job(id=job_id, task="t", payload=b"[]", level=level, **fields)
+
+
+def test_every_key_of_a_queue_shares_one_cluster_slot(redis_cluster_urls: list[str]) -> None:
+    """Every key a script is given (KEYS) and every key found on the nodes is in one slot.
+
+    Found keys are the declared ones, or job hashes, which the scripts name
+    themselves from the same hash tag.
+    """
+    queue = unique_queue("slots")
+    clock = ManualClock()
+
+    async def body() -> None:
+        async with opened(cluster_url(redis_cluster_urls), queue, clock=clock) as broker:
+            now = clock()
+            await broker.enqueue_many(
+                [
+                    job("a", flow="tenant", idempotency_key="k"),
+                    job("b", run_at=now + 30),
+                    job("c", retry=RetryPolicy(0)),
+                    job("d", level="low", deadline=now + 60),
+                ]
+            )
+            held = await broker.reserve("w", 2, lease=60)
+            assert [j.id for j in held] == ["a", "c"]
+            await broker.reserve(
+                "w", 0, lease=60, finished=[Outcome("c", 1, OutcomeKind.FAILED, retry_at=None)]
+            )
+            assert [j.id for j in await broker.dead()] == ["c"]
+            declared = list(broker._keys)
+
+        found: list[str] = []
+        for url in redis_cluster_urls:
+            node = Redis.from_url(url)
+            found += [k.decode() async for k in node.scan_iter(match=f"{{prioritize:{queue}}}*")]
+            slots = {await node.execute_command("CLUSTER", "KEYSLOT", k) for k in declared + found}
+            await node.aclose()
+            assert len(slots) == 1
+        jobs = {k for k in found if k.startswith(f"{{prioritize:{queue}}}:job:")}
+        assert len(jobs) == 4
+        assert set(found) - jobs <= set(declared)
+        assert len(set(found) - jobs) >= 14  # most kinds of key were made, not just declared
+
+    run(body)
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
+def test_scripts_are_loaded_again_after_script_flush(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "redis":
+        urls = [request.getfixturevalue("redis_url")]
+        url = urls[0]
+    else:
+        urls = request.getfixturevalue("redis_cluster_urls")
+        url = cluster_url(urls)
+
+    async def flush() -> None:
+        for node_url in urls:
+            node = Redis.from_url(node_url)
+            assert await node.script_flush()
+            await node.aclose()
+
+    async def body() -> None:
+        async with opened(url, unique_queue("flush")) as broker:
+            await broker.enqueue(job("a"))
+            await flush()
+            assert len(await broker.reserve("w", 1, lease=60)) == 1
+            await flush()
+            assert await broker.finish("w", [Outcome("a", 1, OutcomeKind.SUCCEEDED)]) == [True]
+            assert (await broker.stats()).levels["normal"].succeeded == 1
+
+    run(body)
+
+
+@pytest.fixture(scope="module")
+def unix_socket(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis listening on a unix socket (and a loopback port nobody uses here)."""
+    require_redis()
+    directory = tmp_path_factory.mktemp("redis-unix")
+    path = str(directory / "redis.sock")
+    with _server(directory, "--unixsocket", path, "--unixsocketperm", "700"):
+        yield path
+
+
+def test_from_url_opens_each_kind_of_url(
+    redis_url: str, redis_cluster_urls: list[str], unix_socket: str
+) -> None:
+    async def works(url: str) -> type:
+        broker = open_broker(url)
+        assert isinstance(broker, RedisBroker)
+        broker = RedisBroker.from_url(url, queue=unique_queue("urls"))
+        broker.configure(POLICY)
+        try:
+            await broker.enqueue(job("a"))
+            assert (await broker.get("a")) is not None
+            return type(broker._client)
+        finally:
+            await broker.close()
+
+    async def body() -> None:
+        assert await works(redis_url) is Redis
+        assert await works(f"unix://{unix_socket}?db=2") is Redis
+        assert await works(cluster_url(redis_cluster_urls)) is RedisCluster
+        assert await works(cluster_url(redis_cluster_urls) + "/0") is RedisCluster
+
+    run(body)
+
+
+def test_from_url_passes_options_to_the_client_and_knows_tls(redis_url: str) -> None:
+    broker = RedisBroker.from_url(redis_url, socket_timeout=7.5, client_name="jobs-test")
+    assert isinstance(broker._client, Redis)
+    assert broker._client.connection_pool.connection_kwargs["socket_timeout"] == 7.5
+    tls = RedisBroker.from_url(redis_url.replace("redis://", "rediss://"))
+    assert isinstance(tls._client, Redis)
+    assert tls._client.connection_pool.connection_class is SSLConnection
+    assert "rediss://127.0.0.1:" in _where(tls._client)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("localhost:6379", "Redis URL 'localhost:6379': expected 'redis://host:port/db'"),
+        ("http://localhost/0", "Redis URL 'http://localhost/0': scheme 'http' is not one of"),
+        ("redis://localhost:notaport/0", "Redis URL 'redis://localhost:notaport/0': Port could"),
+        ("redis+cluster:///0", "Redis URL 'redis\\+cluster:///0': name a node of the cluster"),
+        ("redis+cluster://h:7000/3", "a cluster has only database 0; remove '/3' from the URL"),
+    ],
+)
+def test_a_bad_url_is_refused_naming_what_is_accepted(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RedisBroker.from_url(url)
+
+
+def test_bad_settings_are_refused_naming_what_is_accepted(redis_url: str) -> None:
+    client = Redis.from_url(redis_url)
+    with pytest.raises(ValueError, match=r"queue = 'a\{b\}': expected a non-empty name without"):
+        RedisBroker(client, queue="a{b}")
+    with pytest.raises(ValueError, match="prefix = '': expected a non-empty name"):
+        RedisBroker(client, prefix="")
+    for ttl in (0, float("inf"), True):
+        with pytest.raises(ValueError, match=f"dead_ttl = {ttl!r}: expected a finite number"):
+            RedisBroker(client, dead_ttl=ttl)
+    decoding = Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ValueError, match="Redis client has decode_responses=True: RedisBroker"):
+        RedisBroker(decoding)
+    cluster = RedisCluster(host="127.0.0.1", port=7000, decode_responses=True)
+    with pytest.raises(ValueError, match="RedisCluster client has decode_responses=True"):
+        RedisBroker(cluster)
+
+
+def test_an_unconfigured_broker_says_how_to_configure_it(redis_url: str) -> None:
+    async def body() -> None:
+        broker = RedisBroker.from_url(redis_url)
+        with pytest.raises(RuntimeError, match=r"not configured: .* broker.configure\(gate_p"):
+            await broker.enqueue(job("a"))
+        await broker.close()
+
+    run(body)
+
+
+def test_a_queue_keeps_the_levels_it_was_made_with(redis_url: str) -> None:
+    queue = unique_queue("levels")
+    other = GatePolicy(capacity=2, level_set=LevelSet(["fast", "slow"]))
+
+    async def body() -> None:
+        async with opened(redis_url, queue) as broker:
+            await broker.enqueue(job("a"))
+            with pytest.raises(ValueError, match="it cannot switch to \\['fast', 'slow'\\]"):
+                broker.configure(other)
+        elsewhere = RedisBroker.from_url(redis_url, queue=queue)
+        elsewhere.configure(other)
+        message = (
+            f"queue '{queue}' \\(prefix 'prioritize'\\) in Redis holds jobs of levels "
+            "\\['critical', 'high', 'normal', 'low', 'bulk'\\]; this broker is configured "
+            "for \\['fast', 'slow'\\]"
+        )
+        with pytest.raises(ValueError, match=message):
+            await elsewhere.stats()
+        await elsewhere.close()
+
+    run(body)
+
+
+def test_a_server_that_cannot_be_reached_raises_store_error() -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/3"
+
+    async def body() -> None:
+        broker = RedisBroker.from_url(url, queue="q", retry=Retry(NoBackoff(), 1))
+        broker.configure(POLICY)
+        message = (
+            f"the job store redis://127.0.0.1:{port}/3 \\(queue 'q'\\) cannot be used: "
+            "ConnectionError"
+        )
+        with pytest.raises(StoreError, match=message) as caught:
+            await broker.enqueue(job("a"))
+        assert isinstance(caught.value, OSError)
+        await broker.close()
+
+    run(body)
+
+
+@pytest.mark.parametrize("kind", ["url", "client", "cluster-client"])
+def test_copy_serves_another_event_loop(kind: str, request: pytest.FixtureRequest) -> None:
+    queue = unique_queue("copy")
+    if kind == "cluster-client":
+        host, port = request.getfixturevalue("redis_cluster_urls")[0][8:].split(":")
+        client: Redis | RedisCluster = RedisCluster(host=host, port=int(port))
+        broker = RedisBroker(client, queue=queue)
+    elif kind == "client":
+        broker = RedisBroker(Redis.from_url(request.getfixturevalue("redis_url")), queue=queue)
+    else:
+        broker = RedisBroker.from_url(request.getfixturevalue("redis_url"), queue=queue)
+    broker.configure(POLICY)
+    copy = broker.copy()
+    assert copy._client is not broker._client
+    assert type(copy._client) is type(broker._client)
+
+    async def store() -> None:
+        await broker.enqueue(job("a"))
+        await broker.close()
+
+    async def read() -> None:
+        assert (await copy.get("a")) is not None
+        await copy.close()
+
+    asyncio.run(store())
+    result: list[BaseException | None] = [None]
+
+    def other_thread() -> None:
+        try:
+            asyncio.run(read())
+        except BaseException as error:  # reported in the test's thread
+            result[0] = error
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert result[0] is None
+
+
+def test_a_resent_call_returns_its_first_answer_instead_of_acting_twice(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py resends a command whose reply a dropped connection lost; the token it
+    carries (the same on a resend) makes the script answer as it did the first time."""
+    calls = itertools.count()  # each call below is made twice: the second one is the resend
+
+    async def body() -> None:
+        async with opened(redis_url, unique_queue("resend")) as broker:
+            monkeypatch.setattr(
+                "prioritize.jobs.brokers.redis.secrets.token_hex", lambda n: f"t{next(calls) // 2}"
+            )
+            first = await broker.enqueue(job("a", retry=RetryPolicy(0)))
+            assert await broker.enqueue(job("a", retry=RetryPolicy(0))) == first
+            assert await broker.enqueue(job("b")) == await broker.enqueue(job("b"))
+            held = await broker.reserve("w", 1, lease=60)
+            assert await broker.reserve("w", 1, lease=60) == held
+            assert held[0].attempts == 1
+            outcome = Outcome("a", 1, OutcomeKind.FAILED, error="E: no")
+            assert await broker.finish("w", [outcome]) == [True]
+            assert await broker.finish("w", [outcome]) == [True]
+            assert await broker.requeue_dead() == 1
+            assert await broker.requeue_dead() == 1
+            stats = (await broker.stats()).levels["normal"]
+            assert (stats.queued, stats.running, stats.failed, stats.dead) == (2, 0, 1, 0)
+
+    run(body)
+
+
+def test_repr_shows_the_queue_the_server_kind_and_the_waiters(redis_url: str) -> None:
+    broker = RedisBroker.from_url(redis_url, queue="q", prefix="app")
+    assert repr(broker) == "<RedisBroker {app:q} on a Redis server, 0 waiting>"
+
+
+def test_the_lua_scripts_ship_inside_the_package() -> None:
+    """The broker reads its scripts as package data: every one it names is there."""
+    folder = resources.files("prioritize.jobs.brokers").joinpath("lua")
+    shipped = {p.name for p in folder.iterdir() if p.name.endswith(".lua")}
+    assert shipped == {f"{name}.lua" for name in (*_SCRIPTS, "common", "gate")}

@@ -93,7 +93,7 @@ from ...core.levels import LevelSet
 from ...core.policy import GatePolicy, Order
 from ...core.retry import Jitter, RetryPolicy
 from ..broker import Broker
-from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind
+from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind, StoreError
 
 __all__ = ["RedisBroker"]
 
@@ -252,7 +252,13 @@ class RedisBroker(Broker):
         """Run script ``name`` with the common arguments (see lua/common.lua) before ``args``."""
         now = self._clock() if now is None else now
         header = [self._base, repr(float(now)), self._nlevels, repr(self._dead_ttl)]
-        return await self._scripts[name](keys=self._keys, args=[*header, *args])
+        try:
+            return await self._scripts[name](keys=self._keys, args=[*header, *args])
+        except RedisError as error:  # after the client's own retries
+            raise StoreError(
+                f"the job store {_where(self._client)} (queue {self._queue!r}) "
+                f"cannot be used: {type(error).__name__}: {error}"
+            ) from error
 
     # -- enqueue -------------------------------------------------------------------
 
@@ -260,17 +266,9 @@ class RedisBroker(Broker):
         return (await self.enqueue_many([job]))[0]
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> list[Job]:
-        """`enqueue` for a batch in one round trip: all stored, or none if an id is taken.
-
-        Returns each job as stored (or the job its idempotency key holds).
-        Raises ValueError naming the ids already stored, or repeated in ``jobs``.
-        """
+        """`enqueue` for a batch in one round trip (see `Broker.enqueue_many`)."""
         levels = await self._prepared()
         now = self._clock()
-        ids = [job.id for job in jobs]
-        if len(set(ids)) != len(ids):
-            repeated = sorted({i for i in ids if ids.count(i) > 1})
-            raise ValueError(f"job ids {repeated} appear more than once in this batch")
         args: list[str | bytes] = [secrets.token_hex(8), str(len(jobs))]
         stored: list[Job] = []
         for given in jobs:
@@ -292,10 +290,7 @@ class RedisBroker(Broker):
             stored.append(job)
         reply = await self._call("enqueue", args, now)
         if reply[0] == b"dup":
-            taken = [_text(i) for i in reply[1:]]
-            if len(taken) == 1:
-                raise ValueError(f"a job with id {taken[0]!r} is already stored")
-            raise ValueError(f"jobs with ids {taken} are already stored")
+            raise ValueError(f"a job with id {_text(reply[1])!r} is already stored")
         return [
             job if got == b"n" else _job(got) for job, got in zip(stored, reply[1:], strict=True)
         ]
@@ -487,15 +482,15 @@ class RedisBroker(Broker):
             total = 0
             for at in range(0, len(job_ids), UPKEEP_BATCH):
                 chunk = list(job_ids[at : at + UPKEEP_BATCH])
-                total += (await self._call("requeue", [secrets.token_hex(8), "ids", "0", *chunk]))[
-                    0
-                ]
+                requeued, _ = await self._call(
+                    "requeue", [secrets.token_hex(8), "ids", "0", *chunk]
+                )
+                total += requeued
             return total
-        total, rounds = 0, None
+        total, rounds = 0, None  # all: a batch per call, for as many batches as were dead
         while rounds is None or rounds > 0:
-            requeued, left = await self._call(
-                "requeue", [secrets.token_hex(8), "all", str(UPKEEP_BATCH)]
-            )
+            args = [secrets.token_hex(8), "all", str(UPKEEP_BATCH)]
+            requeued, left = await self._call("requeue", args)
             total += requeued
             rounds = math.ceil(left / UPKEEP_BATCH) if rounds is None else rounds - 1
             if left == 0:
@@ -698,6 +693,19 @@ def _clone(client: Client) -> Client:
         **pool.connection_kwargs,
     )
     return Redis.from_pool(copied)
+
+
+def _where(client: Client) -> str:
+    """The server a client talks to, as a URL without credentials (for messages)."""
+    if isinstance(client, RedisCluster):
+        nodes = ",".join(f"{node.host}:{node.port}" for node in client.startup_nodes)
+        return f"redis+cluster://{nodes}"
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    scheme = "rediss" if client.connection_pool.connection_class is SSLConnection else "redis"
+    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
+    return f"{scheme}://{host}:{port}/{db}"
 
 
 def _decodes(client: Client) -> bool:

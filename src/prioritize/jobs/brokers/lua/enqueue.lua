@@ -2,8 +2,10 @@
 -- ARGV after the common four: 5 the call's nonce, 6 the number of jobs, then
 -- per job: id, rank, state (queued/scheduled), run_at, 'k' .. idempotency
 -- key ('' for none), the number of field pairs, the pairs for HSET.
--- Reply: {'dup', ids...}, or {'ok', one entry per job: 'n' for stored, or
--- the HGETALL of the job an idempotency key already holds}.
+-- Reply: {'dup', the first id taken (stored, or earlier in the batch)}, or
+-- {'ok', one entry per job: 'n' for stored now, or the HGETALL of the job
+-- its idempotency key already holds (keys resolved in order) or of the job
+-- this call stored before being resent}.
 -- A job already holding this call's nonce was stored by this very call
 -- before redis-py retried it: it counts as stored, not as a duplicate.
 local nonce = ARGV[5]
@@ -25,15 +27,15 @@ local function held(idem)
   return nil
 end
 
-local dups = { 'dup' }
+-- all or nothing: refuse before storing any, naming the first id taken
+local seen = {}
 for _, s in ipairs(starts) do
-  local key = jkey(ARGV[s])
-  if not held(ARGV[s + 4]) and alive(key) and call('HGET', key, '_nonce') ~= nonce then
-    dups[#dups + 1] = ARGV[s]
+  local id = ARGV[s]
+  local key = jkey(id)
+  if seen[id] or (alive(key) and call('HGET', key, '_nonce') ~= nonce) then
+    return { 'dup', id }
   end
-end
-if #dups > 1 then
-  return dups
+  seen[id] = true
 end
 
 local out, stored = { 'ok' }, false
@@ -44,7 +46,7 @@ for i, s in ipairs(starts) do
   if holder then
     out[i + 1] = call('HGETALL', jkey(holder))
   elseif call('HGET', key, '_nonce') == nonce then
-    out[i + 1] = 'n'
+    out[i + 1] = call('HGETALL', key) -- stored by this call before a resend
   else
     if call('EXISTS', key) == 1 then
       drop(id) -- past its TTL, not yet dropped
