@@ -138,7 +138,7 @@ class Config:
 
 
 FULL = Config(
-    rounds=3, n=20_000, sqlite_n=5_000, baseline_n=1_000, fork_n=300,
+    rounds=3, n=10_000, sqlite_n=5_000, baseline_n=1_000, fork_n=150,
     honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, systems=tuple(SYSTEMS),
 )  # fmt: skip
 #: a smoke run: every driver and measurement, the variants of RQ and Celery left out
