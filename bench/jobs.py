@@ -18,9 +18,9 @@ in a process of its own, printing its figures as JSON:
    started; from the first poll that sees a job finished to the poll that
    sees all finished (start-up is not counted), every job checked to have
    succeeded.
-3. **End to end**: 2 worker processes running and warmed up, one client
-   enqueues N jobs one call per job; from the first enqueue until all have
-   finished.
+3. **End to end**: 1 (or 2) worker processes running and warmed up, one
+   client enqueues N jobs one call per job; from the first enqueue until all
+   have finished.
 4. **Priority honesty**: 2 workers draining low jobs that sleep (10,000 of
    1-5 ms, and 2,000 of 20-100 ms); one critical job at a time is
    enqueued, and its task returns the time it started: the wait is that
@@ -126,6 +126,8 @@ class Config:
     #: priority honesty: (low jobs queued, their sleep in ms "LO,HI") per test
     honesty: tuple[tuple[int, str], ...]
     critical: int
+    #: worker processes of the end-to-end runs
+    e2e_workers: tuple[int, ...]
     #: systems run unless --systems says otherwise
     systems: tuple[str, ...]
 
@@ -139,12 +141,14 @@ class Config:
 
 FULL = Config(
     rounds=3, n=10_000, sqlite_n=5_000, baseline_n=1_000, fork_n=150,
-    honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, systems=tuple(SYSTEMS),
+    honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, e2e_workers=(1, 2),
+    systems=tuple(SYSTEMS),
 )  # fmt: skip
 #: a smoke run: every driver and measurement, the variants of RQ and Celery left out
 QUICK = Config(
     rounds=1, n=1_000, sqlite_n=500, baseline_n=150, fork_n=30, honesty=((1_000, "1,5"),),
-    critical=2, systems=("prioritize-redis", "prioritize-sqlite", "rq", "celery", "raw"),
+    critical=2, e2e_workers=(2,),
+    systems=("prioritize-redis", "prioritize-sqlite", "rq", "celery", "raw"),
 )  # fmt: skip
 
 
@@ -219,7 +223,7 @@ class Run:
     fill: str = "one"
 
 
-def cases(systems: Sequence[str], e2e_workers: int) -> list[Run]:
+def cases(systems: Sequence[str], e2e_workers: Sequence[int]) -> list[Run]:
     out = []
     for key in systems:
         system = SYSTEMS[key]
@@ -227,7 +231,7 @@ def cases(systems: Sequence[str], e2e_workers: int) -> list[Run]:
             out += [Run(key, "drain", 1, "bulk"), Run(key, "drain", 2, "bulk")]
         else:
             out += [Run(key, "drain", 1, "one"), Run(key, "drain", 2, "bulk")]
-            out.append(Run(key, "e2e", e2e_workers))
+            out += [Run(key, "e2e", w) for w in e2e_workers]
     return out
 
 
@@ -395,25 +399,34 @@ def report_drain(figures: Figures, systems: Sequence[str], config: Config) -> No
                     print(line)
 
 
-def report_e2e(figures: Figures, systems: Sequence[str], workers: int) -> None:
+def report_e2e(figures: Figures, systems: Sequence[str], workers: Sequence[int]) -> None:
     print(
-        f"\n3. End to end: {workers} workers running, one client enqueues N jobs one call per "
-        "job; jobs/s until all finished, median of rounds"
+        "\n3. End to end: W workers running, one client enqueues N jobs one call per job; "
+        "jobs/s until all finished, median of rounds"
     )
     rows = []
     for key in systems:
-        runs = figures.runs.get(f"e2e.{workers}.{key}")
-        if not runs:
+        if SYSTEMS[key].drain_only:
             continue
-        enqueue = statistics.median(r["jobs"] / r["enqueue_seconds"] for r in runs)
-        rows.append([SYSTEMS[key].label, rate(figures.median(f"e2e.{workers}.{key}")),
-                     rate(enqueue), ""])  # fmt: skip
-    table(["system", "end to end", "of which enqueue alone", ""], rows)
+        row = [SYSTEMS[key].label]
+        for w in workers:
+            runs = figures.runs.get(f"e2e.{w}.{key}", [])
+            enqueue = (
+                statistics.median(r["jobs"] / r["enqueue_seconds"] for r in runs) if runs else None
+            )
+            row += [rate(figures.median(f"e2e.{w}.{key}")), rate(enqueue)]
+        rows.append([*row, ""])
+    header = ["system"]
+    for w in workers:
+        header += [f"{w} worker{'s' if w > 1 else ''}", "its enqueue alone"]
+    table([*header, ""], rows)
     for key in ("prioritize-redis", "prioritize-sqlite"):
-        if key in systems:
-            line = ratio_line(figures, f"e2e.{workers}.{key}", "end to end", systems)
-            if line:
-                print(line)
+        for w in workers:
+            if key in systems:
+                label = f"end to end, {w} worker{'s' if w > 1 else ''}"
+                line = ratio_line(figures, f"e2e.{w}.{key}", label, systems)
+                if line:
+                    print(line)
 
 
 def ms(seconds: float) -> str:
@@ -451,29 +464,28 @@ def verdict(value: float | None, target: float, aim: float) -> str:
     return f"{met} (aim {aimed})"
 
 
-def targets(figures: Figures, systems: Sequence[str], workers: int) -> dict[str, Any]:
+def targets(figures: Figures, systems: Sequence[str], workers: Sequence[int]) -> dict[str, Any]:
     """The issue's targets, met or missed, printed and returned for the JSON."""
     print("\nTargets")
     out: dict[str, Any] = {}
-    e2e = f"e2e.{workers}.prioritize-redis"
-    for base, name, target, aim in (
-        ("rq", "RQ", 3.0, 10.0),
-        ("celery", "Celery (defaults)", 2.0, 3.0),
-        ("celery-prefetch1", "Celery (prefetch 1, acks_late)", 2.0, 3.0),
-    ):
-        if base in systems and "prioritize-redis" in systems:
-            r = figures.ratio(e2e, f"e2e.{workers}.{base}")
-            out[f"redis_e2e_vs_{base}"] = {"ratio": r, "target": target, "aim": aim}
-            print(
-                f"  prioritize/Redis end to end ≥ {target:g}× {name} (aim {aim:g}×): "
-                f"{times(r)}: {verdict(r, target, aim)}"
-            )
-    if "prioritize-sqlite" in systems:
-        for key, label in (
-            ("drain.1", "drain, 1 worker"),
-            ("drain.2", "drain, 2 workers"),
-            (f"e2e.{workers}", "end to end"),
+    for w in workers:
+        e2e = f"e2e.{w}.prioritize-redis"
+        for base, name, target, aim in (
+            ("rq", "RQ", 3.0, 10.0),
+            ("celery", "Celery (defaults)", 2.0, 3.0),
+            ("celery-prefetch1", "Celery (prefetch 1, acks_late)", 2.0, 3.0),
         ):
+            if base in systems and "prioritize-redis" in systems:
+                r = figures.ratio(e2e, f"e2e.{w}.{base}")
+                out[f"redis_e2e_{w}_vs_{base}"] = {"ratio": r, "target": target, "aim": aim}
+                print(
+                    f"  prioritize/Redis end to end, {w} worker{'s' if w > 1 else ''}, "
+                    f"≥ {target:g}× {name} (aim {aim:g}×): {times(r)}: {verdict(r, target, aim)}"
+                )
+    if "prioritize-sqlite" in systems:
+        keys = [("drain.1", "drain, 1 worker"), ("drain.2", "drain, 2 workers")]
+        keys += [(f"e2e.{w}", f"end to end, {w} worker{'s' if w > 1 else ''}") for w in workers]
+        for key, label in keys:
             value = figures.median(f"{key}.prioritize-sqlite")
             out[f"sqlite_{key}"] = {"rate": value, "target": 2000, "aim": 5000}
             print(
@@ -521,7 +533,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = choose(args)
     chosen = args.systems.split(",") if args.systems else config.systems
     systems = [key for key in SYSTEMS if key in chosen]
-    e2e_workers = 2
     if not all(shutil.which(name) for name in ("redis-server", "redis-cli")):
         print(
             "bench/jobs.py needs redis-server and redis-cli: scripts/ensure-services installs them"
@@ -547,13 +558,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = Figures()
     with redis_server() as url, tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         drivers = Drivers(url.rsplit("/", 1)[0], Path(tmp), python, config)
-        measure(drivers, cases(systems, e2e_workers), config.rounds, figures)
+        measure(drivers, cases(systems, config.e2e_workers), config.rounds, figures)
         fair = {} if args.skip_honesty else honesty(drivers, systems)
     report_enqueue(figures, systems)
     report_drain(figures, systems, config)
-    report_e2e(figures, systems, e2e_workers)
+    report_e2e(figures, systems, config.e2e_workers)
     report_honesty(fair)
-    met = targets(figures, systems, e2e_workers)
+    met = targets(figures, systems, config.e2e_workers)
     if args.json is not None:
         doc = {
             "meta": {**meta, "quick": args.quick, "versions": found},
