@@ -68,6 +68,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import math
 import random
@@ -249,16 +250,32 @@ class RedisBroker(Broker):
         return levels
 
     async def _call(self, name: str, args: Sequence[str | bytes], now: float | None = None) -> Any:
-        """Run script ``name`` with the common arguments (see lua/common.lua) before ``args``."""
+        """Run script ``name`` with the common arguments (see lua/common.lua) before ``args``.
+
+        Raises `StoreError` once the client has given up. A cluster client
+        does not resend a command whose connection broke while it was
+        rediscovering the nodes, so the broker resends it (as many times as
+        the client would): every script is safe to run twice (see above).
+        """
         now = self._clock() if now is None else now
-        header = [self._base, repr(float(now)), self._nlevels, repr(self._dead_ttl)]
-        try:
-            return await self._scripts[name](keys=self._keys, args=[*header, *args])
-        except RedisError as error:  # after the client's own retries
-            raise StoreError(
-                f"the job store {_where(self._client)} (queue {self._queue!r}) "
-                f"cannot be used: {type(error).__name__}: {error}"
-            ) from error
+        full = [self._base, repr(float(now)), self._nlevels, repr(self._dead_ttl), *args]
+        resends = self._client.retry.get_retries() if isinstance(self._client, RedisCluster) else 0
+        for attempt in itertools.count(1):
+            try:
+                return await self._scripts[name](keys=self._keys, args=full)
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                if attempt > resends:
+                    raise self._store_error(error) from error
+                await asyncio.sleep(_backoff(attempt))
+            except RedisError as error:
+                raise self._store_error(error) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _store_error(self, error: RedisError) -> StoreError:
+        return StoreError(
+            f"the job store {_where(self._client)} (queue {self._queue!r}) "
+            f"cannot be used: {type(error).__name__}: {error}"
+        )
 
     # -- enqueue -------------------------------------------------------------------
 
@@ -434,7 +451,7 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as error:
                 subscribed.clear()
                 failures += 1
-                delay = min(2.0, 0.05 * 2 ** min(failures, 6)) * random.random()
+                delay = _backoff(failures)
                 _log.warning("%r: subscriber lost (%s); again in %.2fs", self, error, delay)
                 await asyncio.sleep(delay)  # backoff while Redis is away, not synchronisation
             finally:
@@ -630,6 +647,11 @@ def _maybe_text(data: bytes | None) -> str | None:
 
 def _float(data: bytes | None) -> float | None:
     return None if data is None else float(data)
+
+
+def _backoff(failures: int) -> float:
+    """Seconds before trying Redis again: capped exponential, full jitter."""
+    return min(2.0, 0.02 * 2.0 ** min(failures, 7)) * random.random()
 
 
 def _is_number(value: object) -> bool:
