@@ -1,8 +1,8 @@
 """Durable jobs benchmark: prioritize on Redis and SQLite beside RQ, Celery and raw Redis.
 
 Run it with ``.venv/bin/python bench/jobs.py`` (``make bench`` runs it with
-the others); ``--quick`` is a smoke run, ``--json PATH`` also writes every
-figure. It starts its own ``redis-server`` (no persistence) on a free port
+the others; about 6 minutes on 2 cores); ``--quick`` is a smoke run of under
+a minute, ``--json PATH`` also writes every figure. It starts its own ``redis-server`` (no persistence) on a free port
 and puts SQLite files in a temporary directory. RQ and Celery are installed,
 at pinned versions, into a virtual environment of their own,
 ``build/bench-venv``, on first use; they are never the project's
@@ -140,7 +140,7 @@ class Config:
 
 
 FULL = Config(
-    rounds=3, n=10_000, sqlite_n=5_000, baseline_n=1_000, fork_n=150,
+    rounds=3, n=5_000, sqlite_n=5_000, baseline_n=1_000, fork_n=150,
     honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, e2e_workers=(1, 2),
     systems=tuple(SYSTEMS),
 )  # fmt: skip
@@ -429,6 +429,18 @@ def report_e2e(figures: Figures, systems: Sequence[str], workers: Sequence[int])
                     print(line)
 
 
+def ratios(figures: Figures) -> dict[str, float | None]:
+    """Every prioritize figure over each baseline's of the same measurement, for the JSON."""
+    out = {}
+    for key in figures.runs:
+        prefix, system = key.rsplit(".", 1)
+        if not SYSTEMS[system].is_baseline:
+            for base in RATIO_BASES:
+                if f"{prefix}.{base}" in figures.runs:
+                    out[f"{key}/{base}"] = figures.ratio(key, f"{prefix}.{base}")
+    return out
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f}"
 
@@ -571,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "config": asdict(config),
             "systems": {key: SYSTEMS[key].label for key in systems},
             "medians": {key: figures.median(key) for key in figures.runs},
+            "ratios": ratios(figures),
             "runs": figures.runs,
             "honesty": fair,
             "targets": met,
