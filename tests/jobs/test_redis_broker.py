@@ -317,7 +317,7 @@ def test_every_key_of_a_queue_shares_one_cluster_slot(redis_cluster_urls: list[s
                 "w", 0, lease=60, finished=[Outcome("c", 1, OutcomeKind.FAILED, retry_at=None)]
             )
             assert [j.id for j in await broker.dead()] == ["c"]
-            declared = list(broker._keys)
+            declared = [key.decode() for key in broker._keys]
 
         found: list[str] = []
         for url in redis_cluster_urls:

@@ -57,9 +57,19 @@ Faults
 ------
 Clients made by `from_url` retry commands on ConnectionError and
 TimeoutError with backoff, and redis-py reloads a script Redis has lost
-(NOSCRIPT). A retried call must not act twice: an enqueue carries a nonce
-stored in the job, and reserve, finish and requeue_dead a token under which
-the script keeps its reply for a few minutes and returns it again.
+(NOSCRIPT). A cluster client gives up on a command whose connection broke
+while it was rediscovering the nodes, so the broker resends it itself. A
+resent call must not act twice: an enqueue carries a nonce stored in the
+job, and reserve, finish and requeue_dead a token under which the script
+keeps its reply for five minutes (of the broker's clock) and returns it
+again. Once the client gives up, the broker raises `StoreError` naming the
+server. The subscriber reconnects on its own, with backoff, forever.
+
+Bounds and costs
+----------------
+Per call, upkeep reaps, promotes and drops at most `UPKEEP_BATCH` jobs of
+each kind; missed deadlines are all shed, so no job starts after its
+deadline. Redis ≥ 7.0 (sharded pub/sub, SPUBLISH in scripts).
 """
 
 from __future__ import annotations
@@ -151,8 +161,10 @@ class RedisBroker(Broker):
         self._client = client
         self._queue, self._prefix, self._clock = queue, prefix, clock
         self._dead_ttl = float(dead_ttl)
+        self._dead_ttl_text = repr(self._dead_ttl).encode()
         self._base = f"{{{prefix}:{queue}}}:"
         self._channel = self._base + "events"
+        self._base_bytes = _bytes(self._base)
         self._id = secrets.token_hex(8)
         self._factory: Callable[[], Client] = functools.partial(_clone, client)
         self._scripts: dict[str, AsyncScript] = {
@@ -160,9 +172,9 @@ class RedisBroker(Broker):
         }
         self._policy: GatePolicy | None = None
         self._levels: LevelSet | None = None
-        self._keys: list[str] = []
+        self._keys: list[bytes] = []
         self._nlevels = "0"
-        self._gate_args: list[str] = []
+        self._gate_args: list[bytes] = []
         self._checked = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
@@ -203,14 +215,14 @@ class RedisBroker(Broker):
                 f"this broker already holds jobs of levels {list(self._levels.names)}; "
                 f"it cannot switch to {list(gate.level_set.names)}"
             )
-        self._gate_args = _gate_args(gate)
+        self._gate_args = [arg.encode() for arg in _gate_args(gate)]
         self._policy, self._levels = gate, gate.level_set
         n = len(gate.level_set)
         self._nlevels = str(n)
-        self._keys = [
-            *(self._base + name for name in _FIXED_KEYS),
-            *(f"{self._base}ready:{rank}" for rank in range(n)),
-            *(f"{self._base}waiting:{rank}" for rank in range(n)),
+        self._keys = [  # bytes: redis-py packs them as they are
+            *(_bytes(self._base + name) for name in _FIXED_KEYS),
+            *(_bytes(f"{self._base}ready:{rank}") for rank in range(n)),
+            *(_bytes(f"{self._base}waiting:{rank}") for rank in range(n)),
         ]
 
     def copy(self) -> RedisBroker:
@@ -258,7 +270,7 @@ class RedisBroker(Broker):
         the client would): every script is safe to run twice (see above).
         """
         now = self._clock() if now is None else now
-        full = [self._base, repr(float(now)), self._nlevels, repr(self._dead_ttl), *args]
+        full = [self._base_bytes, repr(float(now)), self._nlevels, self._dead_ttl_text, *args]
         resends = self._client.retry.get_retries() if isinstance(self._client, RedisCluster) else 0
         for attempt in itertools.count(1):
             try:
@@ -577,19 +589,19 @@ def _fields(job: Job, rank: int) -> list[str | bytes]:
     """The job hash's fields, for HSET; None is an absent field."""
     retry = job.retry
     out: list[str | bytes] = [
-        "id", _bytes(job.id), "task", _bytes(job.task), "payload", job.payload,
-        "level", _bytes(job.level), "rank", str(rank), "flow", _bytes(job.flow),
-        "retries", str(retry.retries), "base", repr(float(retry.base)),
-        "factor", repr(float(retry.factor)), "cap", repr(float(retry.cap)),
-        "jitter", Jitter(retry.jitter).value, "enqueued_at", repr(float(job.enqueued_at)),
-        "attempts", "0", "result_ttl", repr(float(job.result_ttl)),
+        b"id", _bytes(job.id), b"task", _bytes(job.task), b"payload", job.payload,
+        b"level", _bytes(job.level), b"rank", b"%d" % rank, b"flow", _bytes(job.flow),
+        b"retries", b"%d" % retry.retries, b"base", repr(float(retry.base)),
+        b"factor", repr(float(retry.factor)), b"cap", repr(float(retry.cap)),
+        b"jitter", Jitter(retry.jitter).value, b"enqueued_at", repr(float(job.enqueued_at)),
+        b"attempts", b"0", b"result_ttl", repr(float(job.result_ttl)),
     ]  # fmt: skip
     for name in ("timeout", "deadline", "started_at", "finished_at"):
         value = getattr(job, name)
         if value is not None:
             out += [name, repr(float(value))]
     if job.result is not None:
-        out += ["result", job.result]
+        out += [b"result", job.result]
     for name in ("error", "traceback", "idempotency_key", "reason"):
         value = getattr(job, name)
         if value is not None:
