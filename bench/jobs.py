@@ -2,8 +2,9 @@
 
 Run it with ``.venv/bin/python bench/jobs.py`` (``make bench`` runs it with
 the others; about 6 minutes on 2 cores); ``--quick`` is a smoke run of under
-a minute, ``--json PATH`` also writes every figure. It starts its own ``redis-server`` (no persistence) on a free port
-and puts SQLite files in a temporary directory. RQ and Celery are installed,
+a minute, ``--json PATH`` also writes every figure. It starts its own
+``redis-server`` (no persistence) on a free port and puts SQLite files in a
+temporary directory. RQ and Celery are installed,
 at pinned versions, into a virtual environment of their own,
 ``build/bench-venv``, on first use; they are never the project's
 dependencies.
