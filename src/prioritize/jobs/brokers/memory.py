@@ -194,6 +194,7 @@ class MemoryBroker(Broker):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
+            self._expire(self._clock())
             job = self._jobs.get(job_id)
             if job is None or job.is_finished:
                 return job
