@@ -8,12 +8,11 @@ locks), and other processes are real ones (tests/jobs/sqlite_child.py).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,26 +25,9 @@ from prioritize.jobs.brokers import open_broker
 from prioritize.jobs.brokers.sqlite import SQLiteBroker, StoreError
 from tests.jobs.conftest import ManualClock
 from tests.jobs.sqlite_child import GATE, WITNESS
+from tests.jobs.test_conformance import OPEN, job, run
 
 CHILD = Path(__file__).with_name("sqlite_child.py")
-OPEN = GatePolicy(capacity=100, name="jobs")
-_ids = itertools.count()
-
-
-def run(body: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(body())  # type: ignore[arg-type]
-
-
-def job(level: str = "normal", flow: str = "", **fields: object) -> Job:
-    values: dict[str, object] = {
-        "id": f"job-{next(_ids):06d}",
-        "task": "tests.add",
-        "payload": b"[[1,2],{}]",
-        "level": level,
-        "flow": flow,
-    }
-    values.update(fields)
-    return Job(**values)  # type: ignore[arg-type]
 
 
 def ok(held: Job) -> Outcome:
