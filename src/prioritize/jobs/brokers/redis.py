@@ -20,8 +20,8 @@ Key layout
 ----------
 Every key of a queue starts with ``{prefix:queue}:``, one hash tag, so all of
 them live in one Redis Cluster slot and a script may touch any of them.
-Scripts receive the fixed keys and the per-level keys in KEYS; job hashes
-(``job:<id>``) are named inside the scripts from the same base::
+Scripts receive one key, ``meta`` (so a cluster client routes them to the
+queue's slot), and name every other key from the same base::
 
     meta          hash  seq (orders ties FIFO), levels (names, checked on first use)
     counters      hash  running|scheduled|dead|succeeded|failed|cancelled|shed:<rank>
@@ -37,21 +37,37 @@ Scripts receive the fixed keys and the per-level keys in KEYS; job hashes
     dead          zset  the dead-letter set, in order of failure
     idem          hash  idempotency key → job id
     watched       set   ids someone awaits: finishing one publishes it
-    sleepers      set   brokers with a worker asleep: enqueue etc. publish 'w'
+    sleepers:<rank> zset brokers whose workers have free slots for that level
+    woken         hash  sleeping brokers woken, not yet reserved → when
     memo, memo_times    recent replies by call token (see below)
-    job:<id>      hash  the `Job`'s fields, plus _member, _smember, _expires, _nonce
+    job:<id>      hash  the `Job`'s fields the scripts read or change, ``data``
+                        (the others, and the payload), _member, _smember,
+                        _expires, _nonce
 
 Wakeups
 -------
-One sharded pub/sub channel per queue, ``{prefix:queue}:events`` (SPUBLISH
-from the scripts; SSUBSCRIBE works on a cluster and on one server alike),
-and one subscriber task per broker that resolves local futures. `wait`
-adds the id to ``watched`` in the same script that reads the job, after
-subscribing, so a finish is either seen by the read or published after it.
-Publishing only for watched jobs and sleeping workers keeps the channel
-quiet under load. A (re)subscription wakes every local waiter to look
-again, so a message lost while disconnected costs a spurious wakeup, never
-a lost one.
+Sharded pub/sub (SPUBLISH from the scripts; SSUBSCRIBE works on a cluster
+and on one server alike), one subscriber task per broker that resolves
+local futures, on two channels: the queue's ``{prefix:queue}:events``,
+where finishing a watched job publishes its id, and the broker's own
+``{prefix:queue}:wake:<broker id>``. `wait` adds the id to ``watched`` in
+the same script that reads the job, after subscribing, so a finish is
+either seen by the read or published after it.
+
+Workers are woken one at a time, as ``BLPOP`` serves one client per push,
+not all at once to race for one job. A broker whose workers have free
+slots is in ``sleepers:<rank>`` for each level they take (its reservation
+or its sleep puts it there, once subscribed); a job made ready wakes the
+latest sleeper of its level by publishing on that broker's channel, unless
+it was woken already and has not reserved since (that reservation will see
+the job). If nobody received the message (the process died, closed, or
+lost its subscription), the next sleeper is tried. A worker that fills up
+with jobs still queued, or sees jobs it does not take, hands the wakeup on
+to one more sleeper. See ``lua/common.lua``.
+A (re)subscription wakes every local waiter to look again, so a message
+lost while disconnected costs a spurious wakeup, never a lost one; and a
+reservation made before the subscription was up tells the next sleep to
+look again if any job came meanwhile.
 
 Faults
 ------
@@ -79,12 +95,13 @@ import contextlib
 import functools
 import inspect
 import itertools
+import json
 import logging
 import math
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from importlib import resources
 from typing import Any, Final, TypeAlias, final
 from urllib.parse import urlsplit
@@ -112,10 +129,6 @@ __all__ = ["RedisBroker"]
 DEFAULT_DEAD_TTL = 7 * 86_400.0
 #: leases reaped, jobs promoted and results dropped per call at most
 UPKEEP_BATCH: Final = 1000
-_FIXED_KEYS = (
-    "meta", "counters", "clocks", "flows", "gate", "scheduled", "leases", "deadlines",
-    "expiries", "dead", "idem", "watched", "sleepers", "memo", "memo_times",
-)  # fmt: skip
 _SCRIPTS = (
     "enqueue", "reserve", "read", "cancel", "heartbeat", "dead", "requeue", "stats",
     "sleep", "setup",
@@ -163,16 +176,19 @@ class RedisBroker(Broker):
         self._dead_ttl = float(dead_ttl)
         self._dead_ttl_text = repr(self._dead_ttl).encode()
         self._base = f"{{{prefix}:{queue}}}:"
-        self._channel = self._base + "events"
-        self._base_bytes = _bytes(self._base)
         self._id = secrets.token_hex(8)
+        self._channel = self._base + "events"
+        #: this broker's own channel: a wakeup for its sleeping workers
+        self._wake_channel = f"{self._base}wake:{self._id}"
+        self._wake_channel_bytes = _bytes(self._wake_channel)
+        self._base_bytes = _bytes(self._base)
         self._factory: Callable[[], Client] = functools.partial(_clone, client)
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_source(name)) for name in _SCRIPTS
         }
         self._policy: GatePolicy | None = None
         self._levels: LevelSet | None = None
-        self._keys: list[bytes] = []
+        self._keys = [_bytes(self._base + "meta")]
         self._nlevels = "0"
         self._gate_args: list[bytes] = []
         self._checked = False
@@ -183,6 +199,15 @@ class RedisBroker(Broker):
         #: wakeups seen for workers, and the count when the last reservation began
         self._work_gen = 0
         self._seen_gen = 0
+        #: our workers with free slots: the levels each takes ('1'/'0' per rank)
+        self._hungry: dict[str, str] = {}
+        #: the queue's seq at the last reservation, if that one could not make us a
+        #: sleeper (not subscribed yet): the next sleep looks for changes since
+        self._since = ""
+        #: what bounds the next sleep, from the last reservation if it made us a sleeper
+        self._bounds: list[bytes] | None = None
+        #: the queue's seq at each of our workers' last reservation (see _dispatch)
+        self._reserved_at: dict[str, int] = {}
 
     @classmethod
     def from_url(
@@ -217,13 +242,7 @@ class RedisBroker(Broker):
             )
         self._gate_args = [arg.encode() for arg in _gate_args(gate)]
         self._policy, self._levels = gate, gate.level_set
-        n = len(gate.level_set)
-        self._nlevels = str(n)
-        self._keys = [  # bytes: redis-py packs them as they are
-            *(_bytes(self._base + name) for name in _FIXED_KEYS),
-            *(_bytes(f"{self._base}ready:{rank}") for rank in range(n)),
-            *(_bytes(f"{self._base}waiting:{rank}") for rank in range(n)),
-        ]
+        self._nlevels = str(len(gate.level_set))
 
     def copy(self) -> RedisBroker:
         other = RedisBroker(
@@ -338,20 +357,30 @@ class RedisBroker(Broker):
         level_set = await self._prepared()
         allowed = _allowed(level_set, levels)
         self._seen_gen = self._work_gen
-        reply = await self._run(
-            worker, finished, [str(limit), repr(float(lease)), str(UPKEEP_BATCH), allowed]
-        )
-        return [_job(raw) for raw in reply[1:]]
+        wakeable = self._subscribed is not None and self._subscribed.is_set()
+        others = _union(mask for name, mask in self._hungry.items() if name != worker)
+        middle = [str(limit), repr(float(lease)), str(UPKEEP_BATCH)]
+        middle += [self._id if wakeable else "", allowed, others or "0" * len(level_set)]
+        reply = await self._run(worker, finished, middle)
+        jobs = [_job(raw) for raw in reply[4:]]
+        if len(jobs) < limit:
+            self._hungry[worker] = allowed
+        else:
+            self._hungry.pop(worker, None)
+        self._since = "" if wakeable else _text(reply[1])
+        self._bounds = reply[2:4] if wakeable and len(jobs) < limit else None
+        self._reserved_at[worker] = int(reply[1])
+        return jobs
 
     async def finish(self, worker: str, outcomes: Sequence[Outcome]) -> list[bool]:
         levels = await self._prepared()
-        reply = await self._run(worker, outcomes, ["0", "0", "0", "0" * len(levels)])
+        reply = await self._run(worker, outcomes, ["0", "0", "0", "", "0" * len(levels), ""])
         return [flag == ord("1") for flag in reply[0]]
 
     async def _run(self, worker: str, outcomes: Sequence[Outcome], middle: list[str]) -> Any:
-        """The reserve script: apply ``outcomes``; ``middle`` is limit, lease, batch, allowed."""
-        args: list[str | bytes] = [secrets.token_hex(8), worker, *middle[:3], self._id, middle[3]]
-        args += self._gate_args
+        """The reserve script: apply ``outcomes``. ``middle``: limit, lease, batch, sleeper
+        id, allowed levels, the levels of our other workers with free slots."""
+        args: list[str | bytes] = [secrets.token_hex(8), worker, *middle, *self._gate_args]
         args.append(str(len(outcomes)))
         for o in outcomes:
             present = "".join(
@@ -406,7 +435,13 @@ class RedisBroker(Broker):
             if self._work_gen != self._seen_gen:  # woken since the last reservation began
                 self._seen_gen = self._work_gen
                 return
-            bounds = await self._call("sleep", [self._id])
+            bounds, self._bounds = self._bounds, None
+            if bounds is None:  # the last reservation did not make us a sleeper: do it now
+                mask = _union(self._hungry.values()) or "1" * len(self._configured())
+                *bounds, changed = await self._call("sleep", [self._id, mask, self._since])
+                self._since = ""
+                if changed == b"1":  # work came while we could not be woken: take it
+                    return
             now = self._clock()
             left = until - loop.time()
             for bound in bounds:
@@ -448,7 +483,8 @@ class RedisBroker(Broker):
                         if failures == 0
                         else self._client.nodes_manager.initialize()
                     )
-                await pubsub.ssubscribe(self._channel)
+                # one command: once it is confirmed, both channels are subscribed
+                await pubsub.ssubscribe(self._wake_channel, self._channel)
                 while True:
                     if isinstance(self._client, RedisCluster):
                         message = await pubsub.get_sharded_message(timeout=None)  # type: ignore[attr-defined]
@@ -459,7 +495,7 @@ class RedisBroker(Broker):
                     if message["type"] == "ssubscribe":
                         failures = 0
                         subscribed.set()
-                    self._dispatch(message["type"], message["data"])
+                    self._dispatch(message["type"], message["channel"], message["data"])
             except (RedisError, OSError) as error:
                 subscribed.clear()
                 failures += 1
@@ -470,16 +506,28 @@ class RedisBroker(Broker):
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    def _dispatch(self, kind: str, data: object) -> None:
+    def _dispatch(self, kind: str, channel: object, data: object) -> None:
         if kind == "ssubscribe":  # (re)subscribed: whatever was missed, look again
             self._wake_work()
             for job_id in list(self._job_waiters):
                 self._wake_job(job_id)
         elif kind == "smessage" and isinstance(data, bytes):
-            if data == b"w":
-                self._wake_work()
+            if channel == self._wake_channel_bytes:
+                if not self._has_seen(data[1:]):
+                    self._wake_work()
             elif data.startswith(b"j"):
                 self._wake_job(_text(data[1:]))
+
+    def _has_seen(self, seq: bytes) -> bool:
+        """Whether our one worker's last reservation came after the job a wakeup is for.
+
+        With several workers on this broker (each may take other levels), every
+        wakeup counts; so does one that names no seq (handed on: see reserve.lua).
+        """
+        if not seq or len(self._reserved_at) != 1:
+            return False
+        (reserved_at,) = self._reserved_at.values()
+        return int(seq) <= reserved_at
 
     def _wake_work(self) -> None:
         self._work_gen += 1
@@ -585,18 +633,36 @@ def _allowed(levels: LevelSet, chosen: Collection[str] | None) -> str:
     return "".join("1" if rank in ranks else "0" for rank in range(len(levels)))
 
 
+def _union(masks: Iterable[str]) -> str:
+    """The levels any of ``masks`` takes ('1'/'0' per rank); '' for no masks."""
+    out = ""
+    for mask in masks:
+        out = (
+            mask
+            if not out
+            else "".join("1" if "1" in pair else "0" for pair in zip(out, mask, strict=True))
+        )
+    return out
+
+
 def _fields(job: Job, rank: int) -> list[str | bytes]:
-    """The job hash's fields, for HSET; None is an absent field."""
+    """The job hash's fields, for HSET; None is an absent field.
+
+    What the scripts never read is packed into one field, ``data`` (a JSON
+    header line, then the payload): fewer arguments to send and to store.
+    """
     retry = job.retry
-    out: list[str | bytes] = [
-        b"id", _bytes(job.id), b"task", _bytes(job.task), b"payload", job.payload,
-        b"level", _bytes(job.level), b"rank", b"%d" % rank, b"flow", _bytes(job.flow),
-        b"retries", b"%d" % retry.retries, b"base", repr(float(retry.base)),
-        b"factor", repr(float(retry.factor)), b"cap", repr(float(retry.cap)),
-        b"jitter", Jitter(retry.jitter).value, b"enqueued_at", repr(float(job.enqueued_at)),
-        b"attempts", b"0", b"result_ttl", repr(float(job.result_ttl)),
+    header = [
+        job.id, job.task, job.level, job.enqueued_at, job.timeout,
+        retry.base, retry.factor, retry.cap, Jitter(retry.jitter).value,
     ]  # fmt: skip
-    for name in ("timeout", "deadline", "started_at", "finished_at"):
+    data = _dumps(header).encode("utf-8") + b"\n" + job.payload
+    out: list[str | bytes] = [
+        b"data", data, b"rank", b"%d" % rank, b"flow", _bytes(job.flow),
+        b"retries", b"%d" % retry.retries, b"attempts", b"0",
+        b"result_ttl", repr(float(job.result_ttl)),
+    ]  # fmt: skip
+    for name in ("deadline", "started_at", "finished_at"):
         value = getattr(job, name)
         if value is not None:
             out += [name, repr(float(value))]
@@ -614,18 +680,20 @@ def _job(raw: list[bytes]) -> Job:
     pairs = iter(raw)
     h = dict(zip(pairs, pairs, strict=True))
     get = h.get
+    header, _, payload = h[b"data"].partition(b"\n")
+    job_id, task, level, enqueued_at, timeout, base, factor, cap, jitter = json.loads(header)
     return Job(
-        id=_text(h[b"id"]),
-        task=_text(h[b"task"]),
-        payload=h[b"payload"],
-        level=_text(h[b"level"]),
+        id=job_id,
+        task=task,
+        payload=payload,
+        level=level,
         flow=_text(get(b"flow", b"")),
         state=JobState(h[b"state"].decode()),
-        retry=_retry(h[b"retries"], h[b"base"], h[b"factor"], h[b"cap"], h[b"jitter"]),
-        timeout=_float(get(b"timeout")),
+        retry=_retry(int(h[b"retries"]), base, factor, cap, jitter),
+        timeout=timeout,
         deadline=_float(get(b"deadline")),
         run_at=_float(get(b"run_at")),
-        enqueued_at=float(h[b"enqueued_at"]),
+        enqueued_at=enqueued_at,
         started_at=_float(get(b"started_at")),
         finished_at=_float(get(b"finished_at")),
         attempts=int(h[b"attempts"]),
@@ -641,8 +709,12 @@ def _job(raw: list[bytes]) -> Job:
 
 
 @functools.lru_cache(maxsize=256)
-def _retry(retries: bytes, base: bytes, factor: bytes, cap: bytes, jitter: bytes) -> RetryPolicy:
-    return RetryPolicy(int(retries), float(base), float(factor), float(cap), jitter.decode())
+def _retry(retries: int, base: float, factor: float, cap: float, jitter: str) -> RetryPolicy:
+    return RetryPolicy(retries, base, factor, cap, jitter)
+
+
+#: JSON for the data header: floats as repr (exact), text as is (surrogates escaped)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _bytes(text: str) -> bytes:

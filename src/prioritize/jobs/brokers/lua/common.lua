@@ -5,11 +5,12 @@
 -- private methods (_make_ready, _unready, _start, _apply, _retry_or_bury,
 -- _end, _upkeep, _expire); each function here names the one it ports.
 --
--- Every script gets the same KEYS (one queue's fixed keys, then one ready
--- zset and one waiting zset per level, all under one hash tag) and the same
--- first four ARGV: the key base, now, the number of levels, the dead TTL.
--- Job hashes (base .. 'job:' .. id) are built here, not declared: they carry
--- the same hash tag, so they live in the same cluster slot as the KEYS.
+-- Every script gets one key, the queue's meta hash (so a cluster client
+-- routes the call to the queue's slot), and the same first four ARGV: the key
+-- base, now, the number of levels, the dead TTL. Every other key (the fixed
+-- ones in K, a ready, waiting and sleepers key per level, the job hashes
+-- base .. 'job:' .. id) is named here from the base: they all carry the same
+-- hash tag, so they live in the same cluster slot as KEYS[1].
 --
 -- Numbers cross into Redis as strings formatted by fmt (%.17g), never as Lua
 -- numbers: redis.call would print those with %.14g and lose precision.
@@ -20,13 +21,11 @@ local now_text = ARGV[2]
 local now = tonumber(now_text)
 local nlevels = tonumber(ARGV[3])
 local dead_ttl = tonumber(ARGV[4])
-local K = {
-  meta = KEYS[1], counters = KEYS[2], clocks = KEYS[3], flows = KEYS[4], gate = KEYS[5],
-  scheduled = KEYS[6], leases = KEYS[7], deadlines = KEYS[8], expiries = KEYS[9],
-  dead = KEYS[10], idem = KEYS[11], watched = KEYS[12], sleepers = KEYS[13],
-  memo = KEYS[14], memo_times = KEYS[15],
-}
-local FIXED_KEYS = 15
+local K = {}
+for _, name in ipairs({ 'meta', 'counters', 'clocks', 'flows', 'gate', 'scheduled', 'leases',
+  'deadlines', 'expiries', 'dead', 'idem', 'watched', 'woken', 'memo', 'memo_times' }) do
+  K[name] = base .. name
+end
 local channel = base .. 'events'
 local FINISHED = { succeeded = true, dead = true, cancelled = true, shed = true }
 -- a ready or scheduled member is '<16-digit seq>:<id>': ties in score stay FIFO
@@ -37,11 +36,15 @@ local function fmt(x)
 end
 
 local function ready_key(rank)
-  return KEYS[FIXED_KEYS + 1 + rank]
+  return base .. 'ready:' .. rank
 end
 
 local function waiting_key(rank)
-  return KEYS[FIXED_KEYS + 1 + nlevels + rank]
+  return base .. 'waiting:' .. rank
+end
+
+local function sleepers_key(rank)
+  return base .. 'sleepers:' .. rank
 end
 
 local function jkey(id)
@@ -69,10 +72,66 @@ local function alive(key)
   return not (got[2] and tonumber(got[2]) <= now)
 end
 
--- Wake sleeping workers of every broker: only when one said it sleeps.
-local function wake_workers()
-  if call('DEL', K.sleepers) == 1 then
-    call('SPUBLISH', channel, 'w')
+-- Sleeping workers. A broker whose workers have free slots is a member of
+-- the zset 'sleepers:<rank>' for each level they take, scored by when it
+-- last said so. A job made ready wakes one of them (as BLPOP serves one
+-- client per push), on the broker's own channel: the latest, whose workers
+-- are likely awake anyway, so that under light load one busy worker takes
+-- the jobs and the others sleep on. A broker woken stays a sleeper, marked
+-- in 'woken' until its next reservation or sleep: that reservation comes
+-- after every job made ready meanwhile, so those wake nobody else. A broker
+-- that is gone (killed, closed, or its subscription lost) has no subscriber
+-- on its channel: SPUBLISH reaches nobody, and the next sleeper is tried;
+-- one woken that has not reserved within WOKEN_SECONDS is given up the same
+-- way.
+local WOKEN_SECONDS = 2
+
+local function forget_sleeper(id)
+  for rank = 0, nlevels - 1 do
+    call('ZREM', sleepers_key(rank), id)
+  end
+  call('HDEL', K.woken, id)
+end
+
+-- Broker `id` sleeps for the ranks marked '1' in `mask` (none: it is full),
+-- and has seen every job made ready so far.
+local function set_sleeper(id, mask)
+  if not string.find(mask, '1', 1, true) then
+    forget_sleeper(id)
+    return
+  end
+  call('HDEL', K.woken, id)
+  for rank = 0, nlevels - 1 do
+    if string.sub(mask, rank + 1, rank + 1) == '1' then
+      call('ZADD', sleepers_key(rank), now_text, id)
+    else
+      call('ZREM', sleepers_key(rank), id)
+    end
+  end
+end
+
+-- Make sure a sleeping broker that takes jobs of `rank` will look (false if
+-- none sleeps for it). With `fresh`, the message carries the queue's seq: a
+-- broker whose last reservation came later has seen the job already.
+local function wake_one(rank, fresh)
+  while true do
+    local id = call('ZRANGE', sleepers_key(rank), -1, -1)[1]
+    if not id then
+      return false
+    end
+    local woken = call('HGET', K.woken, id)
+    if woken and now - tonumber(woken) < WOKEN_SECONDS then
+      return true -- its reservation is on its way, and will see this job
+    end
+    local message = 'w'
+    if fresh then
+      message = 'w' .. (call('HGET', K.meta, 'seq') or '0')
+    end
+    if not woken and call('SPUBLISH', base .. 'wake:' .. id, message) > 0 then
+      call('HSET', K.woken, id, now_text)
+      return true
+    end
+    forget_sleeper(id)
   end
 end
 
@@ -291,5 +350,23 @@ local function memo_put(token, value)
   for _, t in ipairs(old) do
     call('HDEL', K.memo, t)
     call('ZREM', K.memo_times, t)
+  end
+end
+
+-- What bounds a sleep: the earliest scheduled run_at and lease expiry ('' for none).
+local function sleep_bounds()
+  local first = call('ZRANGE', K.scheduled, 0, 0, 'WITHSCORES')
+  local lease = call('ZRANGE', K.leases, 0, 0, 'WITHSCORES')
+  return first[2] or '', lease[2] or ''
+end
+
+-- Wake a sleeper for each rank in `ranks` (a list, repeats allowed: one
+-- wakeup each), while any sleeps for that rank.
+local function wake_for(ranks)
+  local nobody = {}
+  for _, rank in ipairs(ranks) do
+    if not nobody[rank] and not wake_one(rank, true) then
+      nobody[rank] = true
+    end
   end
 end

@@ -38,7 +38,7 @@ for _, s in ipairs(starts) do
   seen[id] = true
 end
 
-local out, stored = { 'ok' }, false
+local out, woken, scheduled = { 'ok' }, {}, false
 for i, s in ipairs(starts) do
   local id, rank, idem = ARGV[s], tonumber(ARGV[s + 1]), ARGV[s + 4]
   local key = jkey(id)
@@ -57,14 +57,16 @@ for i, s in ipairs(starts) do
     end
     if ARGV[s + 2] == 'scheduled' then
       schedule(id, key, rank, ARGV[s + 3])
+      if not scheduled then -- one sleeper learns the new due time, and sleeps till then
+        scheduled = true
+        woken[#woken + 1] = rank
+      end
     else
       make_ready(id, key, rank, nil)
+      woken[#woken + 1] = rank
     end
-    stored = true
     out[i + 1] = 'n'
   end
 end
-if stored then
-  wake_workers()
-end
+wake_for(woken)
 return out

@@ -19,7 +19,7 @@ else
     end
   end
 end
-local requeued = 0
+local requeued, woken = 0, {}
 for _, id in ipairs(chosen) do
   local key = jkey(id)
   if alive(key) then
@@ -31,13 +31,12 @@ for _, id in ipairs(chosen) do
     call('HDEL', key, 'finished_at', 'run_at', 'worker', '_expires')
     make_ready(id, key, rank, nil)
     requeued = requeued + 1
+    woken[#woken + 1] = rank
   else
     drop(id)
   end
 end
-if requeued > 0 then
-  wake_workers()
-end
+wake_for(woken)
 local reply = { requeued, call('ZCARD', K.dead) }
 memo_put(token, reply)
 return reply
