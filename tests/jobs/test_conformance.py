@@ -84,7 +84,12 @@ def test_an_enqueued_job_reads_back_as_stored(brokers: BrokerFactory) -> None:
             for name in ("task", "payload", "level", "flow", "retry", "timeout", "deadline"):
                 assert getattr(got, name) == getattr(sent, name), name
             assert (got.idempotency_key, got.result_ttl, got.attempts) == ("k1", 3600.0, 0)
+            assert got.retry_chosen
             assert await broker.get("no-such-job") is None
+            by_name = await broker.enqueue(job(retry_chosen=False))  # the task's policy applies
+            (held,) = [j for j in await broker.reserve("w1", 5, lease=30) if j.id == by_name.id]
+            assert not held.retry_chosen
+            assert held == (await broker.get(by_name.id))
 
     run(body)
 

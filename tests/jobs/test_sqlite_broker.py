@@ -91,7 +91,7 @@ def test_the_store_is_created_once_and_reopened_by_another_broker(tmp_path: Path
         await second.close()
         with sqlite3.connect(path) as conn:
             assert conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall() == schema
-            assert conn.execute("SELECT version FROM prioritize_store").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM prioritize_store").fetchall() == [(2,)]
         assert_gauges_match_rows(path)
 
     run(body)
@@ -391,10 +391,33 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path: Path) -> None:
         with pytest.raises(
             StoreError,
             match=rf"the job store {path} has schema version 99; this version of prioritize "
-            r"reads version 1 only",
+            r"reads version 2 only",
         ):
             await broker.get("job-1")
         await broker.close()
+
+    run(body)
+
+
+def test_a_store_of_version_1_is_brought_up_to_date_and_keeps_its_jobs(tmp_path: Path) -> None:
+    """Version 1 had no ``retry_chosen``: its jobs read as chosen, as they were enqueued."""
+    path = tmp_path / "jobs.db"
+
+    async def body() -> None:
+        broker = broker_on(path)
+        (stored,) = await broker.enqueue_many([job()])
+        await broker.close()
+        with sqlite3.connect(path) as conn:  # as version 1 made it
+            conn.execute("ALTER TABLE prioritize_jobs DROP COLUMN retry_chosen")
+            conn.execute("UPDATE prioritize_store SET version = 1")
+        broker = broker_on(path)
+        assert await broker.get(stored.id) == stored
+        (held,) = await broker.reserve("w1", 1, lease=60)
+        assert held.id == stored.id
+        assert held.retry_chosen
+        await broker.close()
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT version FROM prioritize_store").fetchall() == [(2,)]
 
     run(body)
 

@@ -107,6 +107,10 @@ class Job:
     result_ttl: float = 86_400.0
     #: why a job ended without running to success: "timeout" (shed), "cancelled", ...
     reason: str | None = None
+    #: False when the enqueuer knew neither the task nor a retry count (a job
+    #: enqueued by name only): ``retry`` is the default, and the worker that
+    #: knows the task applies the task's own policy instead
+    retry_chosen: bool = True
 
     @property
     def is_finished(self) -> bool:

@@ -235,6 +235,7 @@ class JobQueue:
         run_at = None if delay is None else _when("delay", delay, now)
         deadline_at = None if deadline is None else _when("deadline", deadline, now)
         retry = task.retry if task is not None else RetryPolicy()
+        retry_chosen = task is not None or retries is not None
         if retries is not None:
             retry = RetryPolicy(retries, retry.base, retry.factor, retry.cap, retry.jitter)
         if timeout is None and task is not None:
@@ -258,6 +259,7 @@ class JobQueue:
             enqueued_at=now,
             idempotency_key=idempotency_key,
             result_ttl=ttl,
+            retry_chosen=retry_chosen,
         )
 
     def _level(self, level: Level | str | None, task: Task[Any, Any] | None) -> Level:

@@ -64,7 +64,11 @@ __all__ = [
 ]
 
 #: the layout of the tables this module writes; a newer file is refused
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: how a file of an older version is brought up to this one, from each version
+_MIGRATIONS = {
+    1: "ALTER TABLE prioritize_jobs ADD COLUMN retry_chosen INTEGER NOT NULL DEFAULT 1",
+}
 
 _SCHEMA = """
 CREATE TABLE prioritize_store (
@@ -90,7 +94,8 @@ CREATE TABLE prioritize_jobs (
     flow TEXT NOT NULL, state TEXT NOT NULL, timeout REAL, deadline REAL, run_at REAL,
     enqueued_at REAL NOT NULL, started_at REAL, finished_at REAL, attempts INTEGER NOT NULL,
     worker TEXT, lease_until REAL, result BLOB, error TEXT, traceback TEXT,
-    idempotency_key TEXT, result_ttl REAL NOT NULL, reason TEXT
+    idempotency_key TEXT, result_ttl REAL NOT NULL, reason TEXT,
+    retry_chosen INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX prioritize_jobs_ready ON prioritize_jobs (level_rank, tag, seq)
     WHERE state = 'queued';
@@ -165,6 +170,7 @@ class JobRow:
     def load(cls, record: Sequence[Any]) -> JobRow:
         cols = dict(zip(_COLUMNS, record[1:], strict=True))
         cols["state"] = JobState(cols["state"])
+        cols["retry_chosen"] = bool(cols["retry_chosen"])
         return cls(record[0], cols)
 
     @classmethod
@@ -300,12 +306,34 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 conn.execute("ROLLBACK")
             raise
     (version,) = conn.execute("SELECT version FROM prioritize_store WHERE id = 1").fetchone()
+    if version in _MIGRATIONS:
+        version = _migrate(conn)
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"the job store {path} has schema version {version}; this version of "
             f"prioritize reads version {SCHEMA_VERSION} only (use the prioritize that wrote "
             "it, or another file)"
         )
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring an older store up to `SCHEMA_VERSION`, one version a transaction; the version."""
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute(
+                "SELECT version FROM prioritize_store WHERE id = 1"
+            ).fetchone()
+            if version in _MIGRATIONS:  # else another process did it meanwhile
+                conn.execute(_MIGRATIONS[version])
+                conn.execute("UPDATE prioritize_store SET version = ? WHERE id = 1", (version + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if version not in _MIGRATIONS:
+            return int(version)
 
 
 def check_levels(conn: sqlite3.Connection, levels: LevelSet) -> None:

@@ -654,7 +654,7 @@ def _fields(job: Job, rank: int) -> list[str | bytes]:
     retry = job.retry
     header = [
         job.id, job.task, job.level, job.enqueued_at, job.timeout,
-        retry.base, retry.factor, retry.cap, Jitter(retry.jitter).value,
+        retry.base, retry.factor, retry.cap, Jitter(retry.jitter).value, job.retry_chosen,
     ]  # fmt: skip
     data = _dumps(header).encode("utf-8") + b"\n" + job.payload
     out: list[str | bytes] = [
@@ -681,7 +681,9 @@ def _job(raw: list[bytes]) -> Job:
     h = dict(zip(pairs, pairs, strict=True))
     get = h.get
     header, _, payload = h[b"data"].partition(b"\n")
-    job_id, task, level, enqueued_at, timeout, base, factor, cap, jitter = json.loads(header)
+    job_id, task, level, enqueued_at, timeout, base, factor, cap, jitter, chosen = json.loads(
+        header
+    )
     return Job(
         id=job_id,
         task=task,
@@ -705,6 +707,7 @@ def _job(raw: list[bytes]) -> Job:
         idempotency_key=_maybe_text(get(b"idempotency_key")),
         result_ttl=float(h[b"result_ttl"]),
         reason=_maybe_text(get(b"reason")),
+        retry_chosen=chosen,
     )
 
 
