@@ -168,6 +168,33 @@ def test_job_failing_once_succeeds_on_its_retry() -> None:
     run(main())
 
 
+def test_a_job_enqueued_by_name_fails_by_its_tasks_retry_policy_unless_one_was_given() -> None:
+    """The enqueuer knew only the name: the worker, which knows the task, applies its policy."""
+
+    async def main() -> None:
+        broker = MemoryBroker()
+        producer = JobQueue(broker)  # no tasks: enqueues by name only
+        jobs = JobQueue(broker)
+        runs: list[int] = []
+
+        @jobs.task(name="fragile", retry=RetryPolicy(retries=0))
+        async def fragile() -> None:
+            runs.append(1)
+            raise ValueError("broken")
+
+        by_name = await producer.enqueue("fragile")
+        given = await producer.enqueue("fragile", retries=1)
+        job = await by_name.job()
+        assert (job.retry.retries, job.retry_chosen) == (3, False)  # the default, not chosen
+        await Worker(jobs).run_until_idle()
+        assert ((await by_name.job()).state, (await by_name.job()).attempts) == (JobState.DEAD, 1)
+        assert ((await given.job()).state, (await given.job()).attempts) == (JobState.DEAD, 2)
+        assert len(runs) == 3
+        await jobs.close()
+
+    run(main())
+
+
 def test_async_job_is_cancelled_at_its_timeout(make_queue: Callable[..., JobQueue]) -> None:
     async def main() -> None:
         jobs = make_queue()
@@ -940,3 +967,11 @@ def test_defaults_and_repr() -> None:
     assert worker.levels == ["high"]
     assert worker.name.count(":") == 2
     assert repr(worker) == f"<Worker {worker.name} idle, 0/10 slots busy, 0 runs ended>"
+
+
+def test_the_back_off_after_broker_failures_stays_bounded_however_long_the_outage() -> None:
+    from prioritize.jobs._broker_retry import BACKOFF_FIRST, BACKOFF_MAX, backoff_delay
+
+    assert backoff_delay(1) == BACKOFF_FIRST
+    assert backoff_delay(2) == 2 * BACKOFF_FIRST
+    assert backoff_delay(5_000) == BACKOFF_MAX  # an hour of failures: no OverflowError

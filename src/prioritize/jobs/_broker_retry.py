@@ -27,7 +27,7 @@ BACKOFF_MAX = 5.0
 
 def backoff_delay(failures: int) -> float:
     """Seconds before the next call after ``failures`` failed calls in a row, unjittered."""
-    delay: float = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+    delay: float = min(BACKOFF_MAX, BACKOFF_FIRST * 2.0 ** min(failures - 1, 30))  # no overflow
     return delay
 
 

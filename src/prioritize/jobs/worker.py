@@ -383,7 +383,11 @@ class Worker:
     def _fail(self, run: Run, error: str, text: str | None, *, permanent: bool = False) -> None:
         job = run.job
         seconds = asyncio.get_running_loop().time() - run.started
-        delay = None if permanent else job.retry.delay(max(1, job.attempts), random.random())
+        retry = job.retry
+        task = self.queue.tasks.get(job.task)
+        if not job.retry_chosen and task is not None:  # enqueued by name: the task's own policy
+            retry = task.retry
+        delay = None if permanent else retry.delay(max(1, job.attempts), random.random())
         retry_at = None if delay is None else time.time() + delay
         outcome = Outcome(job.id, job.attempts, OutcomeKind.FAILED, None, error, text, retry_at)
         self._report(run, outcome, "failed" if delay is not None else "dead", seconds)
