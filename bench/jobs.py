@@ -127,8 +127,8 @@ class Config:
     #: priority honesty: (low jobs queued, their sleep in ms "LO,HI") per test
     honesty: tuple[tuple[int, str], ...]
     critical: int
-    #: worker processes of the end-to-end runs
-    e2e_workers: tuple[int, ...]
+    #: the end-to-end runs: (worker processes, producer processes) each
+    e2e: tuple[tuple[int, int], ...]
     #: systems run unless --systems says otherwise
     systems: tuple[str, ...]
 
@@ -142,13 +142,13 @@ class Config:
 
 FULL = Config(
     rounds=3, n=5_000, sqlite_n=5_000, baseline_n=1_000, fork_n=150,
-    honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, e2e_workers=(1, 2),
+    honesty=((10_000, "1,5"), (2_000, "20,100")), critical=5, e2e=((1, 1), (2, 1), (2, 4)),
     systems=tuple(SYSTEMS),
 )  # fmt: skip
 #: a smoke run: every driver and measurement, the variants of RQ and Celery left out
 QUICK = Config(
     rounds=1, n=1_000, sqlite_n=500, baseline_n=150, fork_n=30, honesty=((1_000, "1,5"),),
-    critical=2, e2e_workers=(2,),
+    critical=2, e2e=((2, 1), (2, 4)),
     systems=("prioritize-redis", "prioritize-sqlite", "rq", "celery", "raw"),
 )  # fmt: skip
 
@@ -222,9 +222,21 @@ class Run:
     op: str
     workers: int
     fill: str = "one"
+    producers: int = 1
 
 
-def cases(systems: Sequence[str], e2e_workers: Sequence[int]) -> list[Run]:
+def e2e_key(workers: int, producers: int) -> str:
+    """The figure key prefix of an end-to-end shape: ``e2e.2`` (one client), ``e2e.2p4``."""
+    return f"e2e.{workers}" if producers == 1 else f"e2e.{workers}p{producers}"
+
+
+def e2e_label(workers: int, producers: int) -> str:
+    """``2 workers``, or ``2 workers, 4 producers``."""
+    text = f"{workers} worker{'s' if workers > 1 else ''}"
+    return text if producers == 1 else f"{text}, {producers} producers"
+
+
+def cases(systems: Sequence[str], e2e: Sequence[tuple[int, int]]) -> list[Run]:
     out = []
     for key in systems:
         system = SYSTEMS[key]
@@ -232,7 +244,7 @@ def cases(systems: Sequence[str], e2e_workers: Sequence[int]) -> list[Run]:
             out += [Run(key, "drain", 1, "bulk"), Run(key, "drain", 2, "bulk")]
         else:
             out += [Run(key, "drain", 1, "one"), Run(key, "drain", 2, "bulk")]
-            out += [Run(key, "e2e", w) for w in e2e_workers]
+            out += [Run(key, "e2e", w, producers=p) for w, p in e2e]
     return out
 
 
@@ -251,7 +263,7 @@ class Drivers:
         argv = [
             python, str(DRIVERS / f"{system.driver}_driver.py"), run.op,
             "--redis", self.redis, "--variant", system.variant,
-            "--workers", str(run.workers), "--fill", run.fill,
+            "--workers", str(run.workers), "--fill", run.fill, "--producers", str(run.producers),
             "--n", str(self.config.jobs(run.system)), "--logs", str(LOGS), "--dir", str(self.tmp),
         ]  # fmt: skip
         for name, value in extra.items():
@@ -290,10 +302,10 @@ def measure(drivers: Drivers, runs: Sequence[Run], rounds: int, figures: Figures
                     figures.add(f"enqueue.{mode}.{run.system}", out["enqueue"])
             else:
                 check(run, out["e2e"], jobs)
-                figures.add(f"e2e.{run.workers}.{run.system}", out["e2e"])
+                figures.add(f"{e2e_key(run.workers, run.producers)}.{run.system}", out["e2e"])
             print(
                 f"  round {r + 1}/{rounds}: {SYSTEMS[run.system].label} {run.op} "
-                f"({run.workers} worker{'s' if run.workers > 1 else ''}, {jobs:,} jobs) "
+                f"({e2e_label(run.workers, run.producers)}, {jobs:,} jobs) "
                 f"{time.monotonic() - started:.1f} s",
                 file=sys.stderr,
                 flush=True,
@@ -400,32 +412,33 @@ def report_drain(figures: Figures, systems: Sequence[str], config: Config) -> No
                     print(line)
 
 
-def report_e2e(figures: Figures, systems: Sequence[str], workers: Sequence[int]) -> None:
+def report_e2e(figures: Figures, systems: Sequence[str], shapes: Sequence[tuple[int, int]]) -> None:
     print(
-        "\n3. End to end: W workers running, one client enqueues N jobs one call per job; "
-        "jobs/s until all finished, median of rounds"
+        "\n3. End to end: W workers running; one client (or P producer processes at once) "
+        "enqueues N jobs one call per job; jobs/s until all finished, median of rounds"
     )
     rows = []
     for key in systems:
         if SYSTEMS[key].drain_only:
             continue
         row = [SYSTEMS[key].label]
-        for w in workers:
-            runs = figures.runs.get(f"e2e.{w}.{key}", [])
+        for w, p in shapes:
+            runs = figures.runs.get(f"{e2e_key(w, p)}.{key}", [])
             enqueue = (
                 statistics.median(r["jobs"] / r["enqueue_seconds"] for r in runs) if runs else None
             )
-            row += [rate(figures.median(f"e2e.{w}.{key}")), rate(enqueue)]
+            row += [rate(figures.median(f"{e2e_key(w, p)}.{key}")), rate(enqueue)]
         rows.append([*row, ""])
     header = ["system"]
-    for w in workers:
-        header += [f"{w} worker{'s' if w > 1 else ''}", "its enqueue alone"]
+    for w, p in shapes:
+        header += [e2e_label(w, p), "its enqueue alone"]
     table([*header, ""], rows)
     for key in ("prioritize-redis", "prioritize-sqlite"):
-        for w in workers:
+        for w, p in shapes:
             if key in systems:
-                label = f"end to end, {w} worker{'s' if w > 1 else ''}"
-                line = ratio_line(figures, f"e2e.{w}.{key}", label, systems)
+                line = ratio_line(
+                    figures, f"{e2e_key(w, p)}.{key}", f"end to end, {e2e_label(w, p)}", systems
+                )
                 if line:
                     print(line)
 
@@ -477,27 +490,32 @@ def verdict(value: float | None, target: float, aim: float) -> str:
     return f"{met} (aim {aimed})"
 
 
-def targets(figures: Figures, systems: Sequence[str], workers: Sequence[int]) -> dict[str, Any]:
+def targets(
+    figures: Figures, systems: Sequence[str], shapes: Sequence[tuple[int, int]]
+) -> dict[str, Any]:
     """The issue's targets, met or missed, printed and returned for the JSON."""
     print("\nTargets")
     out: dict[str, Any] = {}
-    for w in workers:
-        e2e = f"e2e.{w}.prioritize-redis"
+    for w, p in shapes:
+        shape = e2e_key(w, p)
+        e2e = f"{shape}.prioritize-redis"
         for base, name, target, aim in (
             ("rq", "RQ", 3.0, 10.0),
             ("celery", "Celery (defaults)", 2.0, 3.0),
             ("celery-prefetch1", "Celery (prefetch 1, acks_late)", 2.0, 3.0),
         ):
             if base in systems and "prioritize-redis" in systems:
-                r = figures.ratio(e2e, f"e2e.{w}.{base}")
-                out[f"redis_e2e_{w}_vs_{base}"] = {"ratio": r, "target": target, "aim": aim}
+                r = figures.ratio(e2e, f"{shape}.{base}")
+                out[f"redis_{shape.replace('.', '_')}_vs_{base}"] = {
+                    "ratio": r, "target": target, "aim": aim
+                }  # fmt: skip
                 print(
-                    f"  prioritize/Redis end to end, {w} worker{'s' if w > 1 else ''}, "
+                    f"  prioritize/Redis end to end, {e2e_label(w, p)}, "
                     f"≥ {target:g}× {name} (aim {aim:g}×): {times(r)}: {verdict(r, target, aim)}"
                 )
     if "prioritize-sqlite" in systems:
         keys = [("drain.1", "drain, 1 worker"), ("drain.2", "drain, 2 workers")]
-        keys += [(f"e2e.{w}", f"end to end, {w} worker{'s' if w > 1 else ''}") for w in workers]
+        keys += [(e2e_key(w, p), f"end to end, {e2e_label(w, p)}") for w, p in shapes]
         for key, label in keys:
             value = figures.median(f"{key}.prioritize-sqlite")
             out[f"sqlite_{key}"] = {"rate": value, "target": 2000, "aim": 5000}
@@ -571,13 +589,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = Figures()
     with redis_server() as url, tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         drivers = Drivers(url.rsplit("/", 1)[0], Path(tmp), python, config)
-        measure(drivers, cases(systems, config.e2e_workers), config.rounds, figures)
+        measure(drivers, cases(systems, config.e2e), config.rounds, figures)
         fair = {} if args.skip_honesty else honesty(drivers, systems)
     report_enqueue(figures, systems)
     report_drain(figures, systems, config)
-    report_e2e(figures, systems, config.e2e_workers)
+    report_e2e(figures, systems, config.e2e)
     report_honesty(fair)
-    met = targets(figures, systems, config.e2e_workers)
+    met = targets(figures, systems, config.e2e)
     if args.json is not None:
         doc = {
             "meta": {**meta, "quick": args.quick, "versions": found},

@@ -84,6 +84,17 @@ def enqueue_one(app, n):
     return time.perf_counter() - started
 
 
+def producer(app):
+    """In a forked producer process (Celery resets its connection pools after a fork)."""
+    noop = app.noop
+
+    def enqueue(first, count):
+        for i in range(first, first + count):
+            noop.apply_async(priority=i % 5)
+
+    return enqueue
+
+
 def enqueue_bulk(app, n):
     """celery.group of BATCH signatures, one apply_async per group."""
     from celery import group
@@ -125,8 +136,11 @@ def e2e(args, redis, results_db, workers):
     app = load_app(args)
     start_workers(args, workers)
     before = warm(args, app, results_db, workers)
-    started = time.perf_counter()
-    seconds = enqueue_one(app, args.n)
+    if args.producers > 1:
+        started, seconds = common.produce(lambda: producer(app), args.n, args.producers)
+    else:
+        started = time.perf_counter()
+        seconds = enqueue_one(app, args.n)
     common.wait_until(lambda: results(results_db) - before >= args.n, "all jobs finished", workers)
     total = time.perf_counter() - started
     counts = statuses(results_db)

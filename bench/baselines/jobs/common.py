@@ -15,8 +15,9 @@ method is the same for every system:
   and imports are not counted, for any system);
 * end to end: W workers started and seen running jobs first (warm-up jobs
   that return their worker's pid, until every worker has run one), then N
-  enqueues one call per job; from the first enqueue to the poll that saw
-  all N finished;
+  enqueues one call per job, from one client or from P producer processes
+  at once (each its own connections, a share of the N); from the first
+  enqueue to the poll that saw all N finished;
 * priority honesty: W workers started and warmed up, then L low jobs of
   a few ms each queued (bulk) and draining; one critical job at a time is
   enqueued while low jobs are still queued, and its task returns
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -36,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 #: seconds between two polls of a finished-jobs count
 POLL = 0.005
@@ -175,6 +178,7 @@ def parse_args(description: str, variants: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--redis", required=True, help="redis://127.0.0.1:PORT")
     parser.add_argument("--n", type=int, default=1000, help="jobs (drain, e2e)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--producers", type=int, default=1, help="e2e: producer processes")
     parser.add_argument("--fill", choices=["one", "bulk"], default="one", help="drain: enqueue by")
     parser.add_argument("--variant", choices=list(variants), default=variants[0])
     parser.add_argument("--low", type=int, default=10_000, help="honesty: low jobs queued")
@@ -243,3 +247,44 @@ def critical_waits(
         backlogs.append(queued)
         time.sleep(0.02)
     return {"waits": waits, "backlog": backlogs, "low_left": backlog()}
+
+
+def produce(
+    make: Callable[[], Callable[[int, int], object]], n: int, producers: int
+) -> tuple[float, float]:
+    """Enqueue jobs 0..n-1 from ``producers`` processes at once, one call per job.
+
+    Each forked process calls ``make()`` (so it opens connections of its
+    own), waits for the others, then calls what ``make`` returned with the
+    first job number of its share and the share's size. Returns the
+    perf_counter when they all started and the seconds until the last one
+    returned.
+    """
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Barrier(producers + 1)
+    procs = []
+    first = 0
+    for k in range(producers):
+        count = n // producers + (1 if k < n % producers else 0)
+        proc = ctx.Process(target=_produce, args=(make, first, count, ready), daemon=True)
+        proc.start()
+        procs.append(proc)
+        first += count
+    ready.wait(TIMEOUT)
+    started = time.perf_counter()
+    for proc in procs:
+        proc.join(TIMEOUT)
+        if proc.exitcode != 0:
+            raise RuntimeError(f"a producer process failed (exit code {proc.exitcode})")
+    return started, time.perf_counter() - started
+
+
+def _produce(
+    make: Callable[[], Callable[[int, int], object]],
+    first: int,
+    count: int,
+    ready: Any,  # a multiprocessing Barrier
+) -> None:
+    enqueue = make()
+    ready.wait(TIMEOUT)
+    enqueue(first, count)

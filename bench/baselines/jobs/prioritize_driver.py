@@ -81,6 +81,18 @@ class Driver:
             await enqueue_many(jobs)
         return time.perf_counter() - started
 
+    def producer(self) -> Any:
+        """In a forked producer process: a queue and a loop of its own, and what enqueues."""
+        queue = prioritize_tasks.make_queue(self.url)
+        noop = queue.tasks["noop"]
+        loop = asyncio.new_event_loop()
+
+        async def enqueue(first: int, count: int) -> None:
+            for i in range(first, first + count):
+                await noop.enqueue(level=common.level_of(i))
+
+        return lambda first, count: loop.run_until_complete(enqueue(first, count))
+
     # -- reading --------------------------------------------------------------------
 
     def total(self, name: str) -> int:
@@ -135,8 +147,11 @@ class Driver:
         args = self.args
         self.start_workers(workers)
         before = self.warm(workers)
-        started = time.perf_counter()
-        seconds = self.run(self.enqueue_one(args.n))
+        if args.producers > 1:
+            started, seconds = common.produce(self.producer, args.n, args.producers)
+        else:
+            started = time.perf_counter()
+            seconds = self.run(self.enqueue_one(args.n))
         common.wait_until(
             lambda: self.total("succeeded") - before >= args.n, "all jobs finished", workers
         )

@@ -35,6 +35,17 @@ def enqueue_one(redis, n):
     return time.perf_counter() - started
 
 
+def producer(args):
+    """In a forked producer process: a connection of its own, and what enqueues."""
+    redis = Redis.from_url(args.redis)
+
+    def enqueue(first, count):
+        for i in range(first, first + count):
+            redis.zadd(KEY, {f"job-{i}": score(i)})
+
+    return enqueue
+
+
 def enqueue_bulk(redis, n):
     started = time.perf_counter()
     pipe = redis.pipeline(transaction=False)
@@ -95,8 +106,12 @@ def drain(args, redis, workers):
 def e2e(args, redis, workers):
     run_workers(args, workers)
     time.sleep(0.5)  # no warm-up job to wait for: the workers only need to be popping
-    started = time.time()
-    seconds = enqueue_bulk(redis, args.n)
+    if args.producers > 1:  # each ZADD one call per job, from several processes
+        begun, seconds = common.produce(lambda: producer(args), args.n, args.producers)
+        started = time.time() - (time.perf_counter() - begun)
+    else:
+        started = time.time()
+        seconds = enqueue_bulk(redis, args.n)
     redis.set(DONE, 1)
     count, _first, last = collect(args, workers)
     total = last - started

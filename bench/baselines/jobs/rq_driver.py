@@ -53,6 +53,17 @@ def enqueue_one(qs, n):
     return time.perf_counter() - started
 
 
+def producer(args):
+    """In a forked producer process: a connection of its own, and what enqueues."""
+    qs = queues(Redis.from_url(args.redis))
+
+    def enqueue(first, count):
+        for i in range(first, first + count):
+            qs[common.level_of(i)].enqueue(rq_tasks.noop)
+
+    return enqueue
+
+
 def enqueue_bulk(redis, qs, n, func=rq_tasks.noop, args_of=None, level=None):
     """Queue.enqueue_many per queue, one pipeline per BATCH jobs."""
     started = time.perf_counter()
@@ -101,8 +112,11 @@ def e2e(args, redis, workers):
     start_workers(args, workers)
     before = warm(args, redis, workers)
     qs = queues(redis)
-    started = time.perf_counter()
-    seconds = enqueue_one(qs, args.n)
+    if args.producers > 1:
+        started, seconds = common.produce(lambda: producer(args), args.n, args.producers)
+    else:
+        started = time.perf_counter()
+        seconds = enqueue_one(qs, args.n)
     common.wait_until(lambda: count(redis) - before >= args.n, "all jobs finished", workers)
     total = time.perf_counter() - started
     done = count(redis) - before
