@@ -34,7 +34,8 @@ from __future__ import annotations
 import operator
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, final
 
@@ -55,6 +56,7 @@ __all__ = [
     "check_path",
     "chunks",
     "column_values",
+    "immediate",
     "open_store",
     "read_dead",
     "read_job",
@@ -290,8 +292,7 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
     """Create the tables once; refuse a store of another schema version."""
     exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'prioritize_store'"
     if conn.execute(exists).fetchone() is None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             if conn.execute(exists).fetchone() is None:  # nobody made it meanwhile
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
@@ -300,11 +301,6 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                     "INSERT INTO prioritize_store (id, version, buried) VALUES (1, ?, 0)",
                     (SCHEMA_VERSION,),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     (version,) = conn.execute("SELECT version FROM prioritize_store WHERE id = 1").fetchone()
     if version in _MIGRATIONS:
         version = _migrate(conn)
@@ -319,21 +315,28 @@ def _ensure_schema(conn: sqlite3.Connection, path: str) -> None:
 def _migrate(conn: sqlite3.Connection) -> int:
     """Bring an older store up to `SCHEMA_VERSION`, one version a transaction; the version."""
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             (version,) = conn.execute(
                 "SELECT version FROM prioritize_store WHERE id = 1"
             ).fetchone()
             if version in _MIGRATIONS:  # else another process did it meanwhile
                 conn.execute(_MIGRATIONS[version])
                 conn.execute("UPDATE prioritize_store SET version = ? WHERE id = 1", (version + 1,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if version not in _MIGRATIONS:
             return int(version)
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction, begun with the file's write lock taken: committed, or rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def check_levels(conn: sqlite3.Connection, levels: LevelSet) -> None:

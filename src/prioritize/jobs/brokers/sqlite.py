@@ -74,6 +74,7 @@ from ._sqlite_rules import Transaction, allowed_ranks
 from ._sqlite_schema import (
     SCHEMA_VERSION,
     check_path,
+    immediate,
     open_store,
     read_dead,
     read_job,
@@ -364,17 +365,11 @@ class SQLiteBroker(Broker):
     def _transact(
         self, conn: sqlite3.Connection, levels: LevelSet | None, work: Callable[[Transaction], _T]
     ) -> _T:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(conn):
             checked = levels is None or levels == self._checked
             tx = Transaction(conn, self._clock(), self._dead_ttl, levels, checked=checked)
             result = work(tx)
             tx.flush()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         if levels is not None:
             self._checked = levels
         self._wake(tx.finished, work=tx.has_work)
