@@ -37,13 +37,17 @@ min = "20%"
 min = "10%"
 """
 
-#: a gate whose bulk may fill every seat critical does not reserve
+#: a gate whose bulk may fill every seat critical does not reserve, and wait as long as it
+#: takes; low waits 50 ms at most
 FLOOD_TOML = """
 [gates.db]
 capacity = 8
 
 [gates.db.levels.critical]
 min = 3
+
+[gates.db.levels.low]
+max_wait = 0.05
 
 [gates.db.levels.bulk]
 max_wait = inf
