@@ -115,27 +115,41 @@ def _sizes(
     Neither given: every seat is a pooled connection. One given: the other
     makes up the rest. Both given: they must add up.
     """
+    _limited(max_overflow)
     if max_overflow is not None:
         check_size(max_overflow, "max_overflow", least=0)
     if pool_size is not None:
         check_size(pool_size, "pool_size")
     if pool_size is None:
-        pool_size = capacity - (max_overflow or 0)
-    if max_overflow is None:
-        max_overflow = capacity - pool_size
-    if pool_size < 1 or max_overflow < 0 or pool_size + max_overflow != capacity:
+        given = f"max_overflow is {max_overflow}"
+        overflow = max_overflow or 0
+        size = capacity - overflow
+    elif max_overflow is None:
+        given = f"pool_size is {pool_size}"
+        size, overflow = pool_size, capacity - pool_size
+    else:
+        given = f"pool_size + max_overflow is {pool_size} + {max_overflow}"
+        size, overflow = pool_size, max_overflow
+    if size < 1 or overflow < 0 or size + overflow != capacity:
         raise ConfigError(
             [
                 Problem(
                     f"gates.{name}.capacity",
-                    f"is {capacity}, but the pool's pool_size + max_overflow is "
-                    f"{pool_size} + {max_overflow}: a database pool holds one connection "
-                    "per seat, so they must add up to the capacity; leave them out to "
-                    "pool every seat's connection",
+                    f"is {capacity}, but the pool's {given}: a database pool holds one "
+                    "connection per seat, so pool_size + max_overflow must equal the "
+                    "capacity (pool_size ≥ 1); leave both out to pool every seat's connection",
                 )
             ]
         )
-    return pool_size, max_overflow
+    return size, overflow
+
+
+def _limited(max_overflow: object) -> None:
+    if max_overflow == -1:
+        raise ValueError(
+            "max_overflow = -1 (no limit) cannot be prioritized: every connection is a seat "
+            "of the gate; leave max_overflow out, or give a whole number ≥ 0"
+        )
 
 
 class _Prioritized:
@@ -157,6 +171,7 @@ class _Prioritized:
     ) -> tuple[int, int, float]:
         """Check the arguments; the pool's sizes and timeout for `QueuePool.__init__`."""
         size = None
+        _limited(max_overflow)
         if policy is None:  # the gate is as large as the pool: 10 connections unless told
             size = 10 if pool_size is None else check_size(pool_size, "pool_size")
             if max_overflow is not None:
