@@ -19,6 +19,7 @@ from rich.table import Table
 from ..core.classify import Rule
 from ..core.config import Policy
 from ..core.policy import GatePolicy, Percent, Quantity
+from ..core.process_policy import ProcessPolicy
 from ..core.signing import key_id
 from ..core.trust import TrustPolicy
 from ..simulate.load import LoadSpec
@@ -141,6 +142,9 @@ def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None
     console.print(rules_table(policy.rules, policy.default_level))
     for line in trust_lines(policy.trust):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if "processes" in policy.gates or policy.processes != ProcessPolicy():
+        for line in policy.processes.describe(policy.levels, policy.default_level):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if load is not None:
         console.print(_load_line(load), markup=False, highlight=False)
 

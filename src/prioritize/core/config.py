@@ -36,6 +36,7 @@ from .classify import (
 )
 from .levels import DEFAULT_LEVELS, Level, LevelSet
 from .policy import DEFAULT_MAX_WAIT, DEFAULT_QUEUE, GatePolicy, LevelPolicy, Order, Percent
+from .process_policy import ProcessPolicy, parse_processes
 
 __all__ = ["Policy", "parse_policy"]
 
@@ -64,6 +65,7 @@ class Policy:
     simulate: Mapping[str, object] = field(default_factory=dict, hash=False)
     source: str = "<code>"
     adaptive: Mapping[str, AdaptiveSpec] = field(default_factory=dict, hash=False)
+    processes: ProcessPolicy = field(default_factory=ProcessPolicy)
     _classifier: Classifier = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +150,13 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
         max_token_ttl = 300             # seconds, ≥ token_ttl: longer-lived tokens are refused
         trusted_proxies = ["10.1.0.0/16"]  # whose X-Forwarded-For is believed
         [simulate]                      # passed through; the simulator checks it
+        [processes]                     # child processes per level; see docs/processes.md
+        cgroup = "/sys/fs/cgroup/app"   # delegated cgroup v2 dir (default: own, if writable)
+        strict = false                  # true: a priority not applied raises, not warns
+        defaults = true                 # false: unlisted levels run as the service does
+        [processes.levels.bulk]         # nice -20..19, ionice "idle"/"best-effort:N"/
+        nice = 19                       #   "realtime:N" (N 0..7), cpu_weight 1..10000
+        ionice = "idle"
     """
     report = _Report()
     top = report.table(data, "", _TOP_KEYS)
@@ -164,12 +173,15 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
     rules = _parse_rules(top.get("rules"), levels, report)
     trust = _parse_trust(top.get("trust"), report)
     simulate = report.table(top.get("simulate", {}), "simulate", None)
+    processes = parse_processes(top.get("processes"), levels, report)
     if report.problems or levels is None or default is None or trust is None or simulate is None:
         raise ConfigError(report.problems)
-    return Policy(levels, default, gates, tuple(rules), trust, simulate, source, adaptive)
+    return Policy(
+        levels, default, gates, tuple(rules), trust, simulate, source, adaptive, processes
+    )
 
 
-_TOP_KEYS = ("default_level", "gates", "levels", "rules", "simulate", "trust")
+_TOP_KEYS = ("default_level", "gates", "levels", "processes", "rules", "simulate", "trust")
 _GATE_KEYS = ("capacity", "levels", "order", "queue")
 _LEVEL_KEYS = ("max", "max_wait", "min", "queue", "weight")
 _RULE_KEYS = ("headers", "level", "method", "path", "path_prefix", "plan", "tenant")
