@@ -575,6 +575,24 @@ def test_a_started_job_is_not_shed_by_its_deadline(brokers: BrokerFactory) -> No
     run(body)
 
 
+def test_a_deadline_of_an_earlier_job_does_not_shed_a_new_job_of_the_same_id(
+    brokers: BrokerFactory,
+) -> None:
+    async def body() -> None:
+        async with brokers.open(OPEN) as broker:
+            first = await broker.enqueue(job(deadline=brokers.clock.now + 50, result_ttl=10.0))
+            assert await broker.cancel(first.id) is not None
+            brokers.clock.advance(20)  # the cancelled job is past its TTL: its id is free
+            again = await broker.enqueue(job(id=first.id))
+            brokers.clock.advance(40)  # past the first job's deadline
+            stats = await broker.stats()
+            assert (stats.levels["normal"].queued, stats.levels["normal"].shed) == (1, 0)
+            (held,) = await broker.reserve("w1", 1, lease=60)
+            assert (held.id, held.deadline) == (again.id, None)
+
+    run(body)
+
+
 def test_finished_jobs_are_dropped_after_their_ttl(brokers: BrokerFactory) -> None:
     async def body() -> None:
         async with brokers.open(OPEN) as broker:

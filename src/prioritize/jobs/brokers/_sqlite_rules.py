@@ -212,8 +212,10 @@ class Transaction:
                 return holders[0].job
             if holders:
                 self.delete(holders[0])  # past its TTL: gone, and so is its key
-        if self.execute("SELECT 1 FROM prioritize_jobs WHERE id = ?", (job.id,)).fetchone():
-            raise ValueError(f"a job with id {job.id!r} is already stored")  # before any change
+        for same in self.select("WHERE id = ?", job.id):
+            if not same.is_expired(self.now):
+                raise ValueError(f"a job with id {job.id!r} is already stored")  # before any change
+            self.delete(same)  # past its TTL, not yet deleted: gone, and its id is free
         row = JobRow.new(job, rank)
         fresh = {"enqueued_at": self.now, "attempts": 0, "worker": None, "lease_until": None}
         if job.run_at is not None and job.run_at > self.now:

@@ -454,10 +454,10 @@ class MemoryBroker(Broker):
             self._jobs[job_id] = job.evolve(state=JobState.QUEUED, run_at=None)
             self._make_ready(job_id, levels.resolve(job.level).rank, now)
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, job_id = heapq.heappop(self._deadlines)
+            deadline, job_id = heapq.heappop(self._deadlines)
             job = self._jobs.get(job_id)
-            if job is None or job.state is not JobState.QUEUED:
-                continue
+            if job is None or job.state is not JobState.QUEUED or job.deadline != deadline:
+                continue  # a stale entry: of a job that left, or of an earlier job of this id
             rank = levels.resolve(job.level).rank
             self._unready(job_id, rank)
             self._counters[rank]["shed"] += 1
