@@ -46,7 +46,9 @@ from prioritize.jobs import (
     StoreError,
 )
 from prioritize.jobs.brokers import open_broker
-from prioritize.jobs.brokers.redis import _SCRIPTS, RedisBroker, _where
+from prioritize.jobs.brokers._redis_client import where
+from prioritize.jobs.brokers._redis_scripts import SCRIPTS
+from prioritize.jobs.brokers.redis import RedisBroker
 from tests.core.test_scheduler_stateful import gate_policies
 from tests.redis_servers import _server, free_port, require_redis
 
@@ -415,7 +417,7 @@ def test_from_url_passes_options_to_the_client_and_knows_tls(redis_url: str) -> 
     tls = RedisBroker.from_url(redis_url.replace("redis://", "rediss://"))
     assert isinstance(tls._client, Redis)
     assert tls._client.connection_pool.connection_class is SSLConnection
-    assert "rediss://127.0.0.1:" in _where(tls._client)
+    assert "rediss://127.0.0.1:" in where(tls._client)
 
 
 @pytest.mark.parametrize(
@@ -579,4 +581,4 @@ def test_the_lua_scripts_ship_inside_the_package() -> None:
     """The broker reads its scripts as package data: every one it names is there."""
     folder = resources.files("prioritize.jobs.brokers").joinpath("lua")
     shipped = {p.name for p in folder.iterdir() if p.name.endswith(".lua")}
-    assert shipped == {f"{name}.lua" for name in (*_SCRIPTS, "common", "gate")}
+    assert shipped == {f"{name}.lua" for name in (*SCRIPTS, "common", "gate")}

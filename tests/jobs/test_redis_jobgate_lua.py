@@ -6,7 +6,7 @@ port and `JobGate` in lockstep on random policies, starting states and
 snapshots, and requires identical decisions and identical `JobGate.state`
 numbers (compared exactly, as stored: the Lua state goes through its text
 form, as it does in the broker's hash). The rules reach the Lua as the
-broker sends them (`_gate_args`), so the encoding is checked too.
+broker sends them (`gate_args`), so the encoding is checked too.
 
 Snapshots come in two kinds, mixed: arbitrary counts (edge cases no broker
 would reach in order) and drains, where each turn starts the job it chose
@@ -26,7 +26,7 @@ from redis.commands.core import Script
 from prioritize.core.jobgate import JobGate, LevelSnapshot
 from prioritize.core.levels import LevelSet
 from prioritize.core.policy import GatePolicy, LevelPolicy, Order
-from prioritize.jobs.brokers.redis import _gate_args, _lua
+from prioritize.jobs.brokers._redis_scripts import gate_args, lua
 from tests.core.test_scheduler_stateful import gate_policies
 
 #: the test's entry to gate.lua: ARGV = n, the gate's rules, a state, then
@@ -68,7 +68,7 @@ MIN_TURNS = 4000
 
 def gate_script(client: Redis, gate_lua: str | None = None) -> Script:
     """gate.lua as packaged (or a variant of it), with the test's entry."""
-    return client.register_script((gate_lua or _lua("gate")) + ENTRY)
+    return client.register_script((gate_lua or lua("gate")) + ENTRY)
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def compare(
 ) -> int:
     """Run ``steps`` through the Lua and through JobGate; assert they agree; the turns taken."""
     n = len(policy.level_set)
-    args: list[str] = [str(n), *_gate_args(policy), *map(repr, state)]
+    args: list[str] = [str(n), *gate_args(policy), *map(repr, state)]
     for step in steps:
         args += [str(c) for c in step] if step is not None else ["-1"] * (2 * n)
     replies = script(args=args)
@@ -185,7 +185,7 @@ def test_a_weighted_level_restarts_at_the_virtual_time(script: Script) -> None:
         level_set=LevelSet(["a", "b"]),
     )
     state = [10.0, 10.0, 0.0, 1.0, 0.0]  # vtime 10, a waits at 10, b idle at pass 0
-    reply = script(args=["2", *_gate_args(policy), *map(repr, state), "1", "1", "0", "0"])
+    reply = script(args=["2", *gate_args(policy), *map(repr, state), "1", "1", "0", "0"])
     gate = JobGate(policy).with_state(state)
     rank = gate.reserve([LevelSnapshot(1, 0), LevelSnapshot(1, 0)])
     assert int(reply[0][0]) == rank == 0  # b restarted at 10 ties with a: the more important wins

@@ -93,35 +93,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import inspect
 import itertools
-import json
 import logging
 import math
-import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
-from importlib import resources
-from typing import Any, Final, TypeAlias, final
-from urllib.parse import urlsplit
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Final, final
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ...core.jobgate import JobGate
 from ...core.levels import LevelSet
-from ...core.policy import GatePolicy, Order
-from ...core.retry import Jitter, RetryPolicy
+from ...core.policy import GatePolicy
 from ..broker import Broker
-from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, OutcomeKind, StoreError
+from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, StoreError
+from ._redis_client import Client, backoff, clone, decodes, make_client, where
+from ._redis_codec import job_fields, job_from_hash, to_bytes, to_text
+from ._redis_scripts import SCRIPTS, allowed, gate_args, outcome_args, source, union
 
 __all__ = ["RedisBroker"]
 
@@ -129,17 +121,6 @@ __all__ = ["RedisBroker"]
 DEFAULT_DEAD_TTL = 7 * 86_400.0
 #: leases reaped, jobs promoted and results dropped per call at most
 UPKEEP_BATCH: Final = 1000
-_SCRIPTS = (
-    "enqueue", "reserve", "read", "cancel", "heartbeat", "dead", "requeue", "stats",
-    "sleep", "setup",
-)  # fmt: skip
-_URL_FORMS = (
-    "'redis://host:port/db', 'rediss://host:port/db', 'unix:///path/to/redis.sock' "
-    "or 'redis+cluster://host:port'"
-)
-_KINDS = {OutcomeKind.SUCCEEDED: "s", OutcomeKind.FAILED: "f", OutcomeKind.RELEASED: "r"}
-
-Client: TypeAlias = "Redis | RedisCluster"
 _log = logging.getLogger(__name__)
 
 
@@ -166,7 +147,7 @@ class RedisBroker(Broker):
         _check_name("prefix", prefix)
         if not _is_number(dead_ttl) or dead_ttl <= 0:
             raise ValueError(f"dead_ttl = {dead_ttl!r}: expected a finite number of seconds > 0")
-        if _decodes(client):
+        if decodes(client):
             raise ValueError(
                 f"{type(client).__name__} client has decode_responses=True: RedisBroker "
                 "needs it off (the default), since job payloads and results are bytes"
@@ -180,15 +161,15 @@ class RedisBroker(Broker):
         self._channel = self._base + "events"
         #: this broker's own channel: a wakeup for its sleeping workers
         self._wake_channel = f"{self._base}wake:{self._id}"
-        self._wake_channel_bytes = _bytes(self._wake_channel)
-        self._base_bytes = _bytes(self._base)
-        self._factory: Callable[[], Client] = functools.partial(_clone, client)
+        self._wake_channel_bytes = to_bytes(self._wake_channel)
+        self._base_bytes = to_bytes(self._base)
+        self._factory: Callable[[], Client] = functools.partial(clone, client)
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(_source(name)) for name in _SCRIPTS
+            name: client.register_script(source(name)) for name in SCRIPTS
         }
         self._policy: GatePolicy | None = None
         self._levels: LevelSet | None = None
-        self._keys = [_bytes(self._base + "meta")]
+        self._keys = [to_bytes(self._base + "meta")]
         self._nlevels = "0"
         self._gate_args: list[bytes] = []
         self._checked = False
@@ -227,7 +208,7 @@ class RedisBroker(Broker):
         default: up to 20 retries of a command, backing off to 1 s, on
         connection errors and timeouts). Raises ValueError naming a bad URL.
         """
-        make = functools.partial(_client, url, options)
+        make = functools.partial(make_client, url, options)
         broker = cls(make(), queue=queue, prefix=prefix, clock=clock, dead_ttl=dead_ttl)
         broker._factory = make
         return broker
@@ -240,7 +221,7 @@ class RedisBroker(Broker):
                 f"this broker already holds jobs of levels {list(self._levels.names)}; "
                 f"it cannot switch to {list(gate.level_set.names)}"
             )
-        self._gate_args = [arg.encode() for arg in _gate_args(gate)]
+        self._gate_args = [arg.encode() for arg in gate_args(gate)]
         self._policy, self._levels = gate, gate.level_set
         self._nlevels = str(len(gate.level_set))
 
@@ -297,14 +278,14 @@ class RedisBroker(Broker):
             except (RedisConnectionError, RedisTimeoutError) as error:
                 if attempt > resends:
                     raise self._store_error(error) from error
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
             except RedisError as error:
                 raise self._store_error(error) from error
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _store_error(self, error: RedisError) -> StoreError:
         return StoreError(
-            f"the job store {_where(self._client)} (queue {self._queue!r}) "
+            f"the job store {where(self._client)} (queue {self._queue!r}) "
             f"cannot be used: {type(error).__name__}: {error}"
         )
 
@@ -330,7 +311,7 @@ class RedisBroker(Broker):
                 state=JobState.SCHEDULED if later else JobState.QUEUED,
                 run_at=given.run_at if later else None,
             )
-            fields = _fields(job, rank)
+            fields = job_fields(job, rank)
             key = "" if job.idempotency_key is None else "k" + job.idempotency_key
             run_at = repr(float(job.run_at)) if job.run_at is not None else ""
             args += [job.id, str(rank), job.state.value, run_at, key, str(len(fields) // 2)]
@@ -338,9 +319,10 @@ class RedisBroker(Broker):
             stored.append(job)
         reply = await self._call("enqueue", args, now)
         if reply[0] == b"dup":
-            raise ValueError(f"a job with id {_text(reply[1])!r} is already stored")
+            raise ValueError(f"a job with id {to_text(reply[1])!r} is already stored")
         return [
-            job if got == b"n" else _job(got) for job, got in zip(stored, reply[1:], strict=True)
+            job if got == b"n" else job_from_hash(got)
+            for job, got in zip(stored, reply[1:], strict=True)
         ]
 
     # -- reserve and finish --------------------------------------------------------
@@ -355,19 +337,19 @@ class RedisBroker(Broker):
         finished: Sequence[Outcome] = (),
     ) -> list[Job]:
         level_set = await self._prepared()
-        allowed = _allowed(level_set, levels)
+        mask = allowed(level_set, levels)
         self._seen_gen = self._work_gen
         wakeable = self._subscribed is not None and self._subscribed.is_set()
-        others = _union(mask for name, mask in self._hungry.items() if name != worker)
+        others = union(mask for name, mask in self._hungry.items() if name != worker)
         middle = [str(limit), repr(float(lease)), str(UPKEEP_BATCH)]
-        middle += [self._id if wakeable else "", allowed, others or "0" * len(level_set)]
+        middle += [self._id if wakeable else "", mask, others or "0" * len(level_set)]
         reply = await self._run(worker, finished, middle)
-        jobs = [_job(raw) for raw in reply[4:]]
+        jobs = [job_from_hash(raw) for raw in reply[4:]]
         if len(jobs) < limit:
-            self._hungry[worker] = allowed
+            self._hungry[worker] = mask
         else:
             self._hungry.pop(worker, None)
-        self._since = "" if wakeable else _text(reply[1])
+        self._since = "" if wakeable else to_text(reply[1])
         self._bounds = reply[2:4] if wakeable and len(jobs) < limit else None
         self._reserved_at[worker] = int(reply[1])
         return jobs
@@ -381,29 +363,21 @@ class RedisBroker(Broker):
         """The reserve script: apply ``outcomes``. ``middle``: limit, lease, batch, sleeper
         id, allowed levels, the levels of our other workers with free slots."""
         args: list[str | bytes] = [secrets.token_hex(8), worker, *middle, *self._gate_args]
-        args.append(str(len(outcomes)))
-        for o in outcomes:
-            present = "".join(
-                "0" if v is None else "1" for v in (o.result, o.error, o.traceback, o.retry_at)
-            )
-            args += [o.job_id, str(o.attempt), _KINDS[OutcomeKind(o.kind)], present]
-            args += [o.result or b"", _bytes(o.error or ""), _bytes(o.traceback or "")]
-            args.append("" if o.retry_at is None else repr(float(o.retry_at)))
-        return await self._call("reserve", args)
+        return await self._call("reserve", [*args, *outcome_args(outcomes)])
 
     async def heartbeat(self, worker: str, job_ids: Sequence[str], lease: float) -> set[str]:
         if not job_ids:
             return set()
         await self._prepared()
         lost = await self._call("heartbeat", [worker, repr(float(lease)), *job_ids])
-        return {_text(i) for i in lost}
+        return {to_text(i) for i in lost}
 
     # -- reading and waiting -------------------------------------------------------
 
     async def get(self, job_id: str) -> Job | None:
         await self._prepared()
         raw = await self._call("read", [job_id, "0"])
-        return _job(raw) if raw else None
+        return job_from_hash(raw) if raw else None
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
         await self._prepared()
@@ -415,7 +389,7 @@ class RedisBroker(Broker):
             self._job_waiters.setdefault(job_id, set()).add(future)
             try:
                 raw = await self._call("read", [job_id, watch])
-                job = _job(raw) if raw else None
+                job = job_from_hash(raw) if raw else None
                 left = until - loop.time()
                 if job is None or job.is_finished or left <= 0 or watch == "0":
                     return job
@@ -437,7 +411,7 @@ class RedisBroker(Broker):
                 return
             bounds, self._bounds = self._bounds, None
             if bounds is None:  # the last reservation did not make us a sleeper: do it now
-                mask = _union(self._hungry.values()) or "1" * len(self._configured())
+                mask = union(self._hungry.values()) or "1" * len(self._configured())
                 *bounds, changed = await self._call("sleep", [self._id, mask, self._since])
                 self._since = ""
                 if changed == b"1":  # work came while we could not be woken: take it
@@ -499,7 +473,7 @@ class RedisBroker(Broker):
             except (RedisError, OSError) as error:
                 subscribed.clear()
                 failures += 1
-                delay = _backoff(failures)
+                delay = backoff(failures)
                 _log.warning("%r: subscriber lost (%s); again in %.2fs", self, error, delay)
                 await asyncio.sleep(delay)  # backoff while Redis is away, not synchronisation
             finally:
@@ -510,13 +484,13 @@ class RedisBroker(Broker):
         if kind == "ssubscribe":  # (re)subscribed: whatever was missed, look again
             self._wake_work()
             for job_id in list(self._job_waiters):
-                self._wake_job(job_id)
+                self._wakejob_from_hash(job_id)
         elif kind == "smessage" and isinstance(data, bytes):
             if channel == self._wake_channel_bytes:
                 if not self._has_seen(data[1:]):
                     self._wake_work()
             elif data.startswith(b"j"):
-                self._wake_job(_text(data[1:]))
+                self._wakejob_from_hash(to_text(data[1:]))
 
     def _has_seen(self, seq: bytes) -> bool:
         """Whether our one worker's last reservation came after the job a wakeup is for.
@@ -535,7 +509,7 @@ class RedisBroker(Broker):
             if not future.done():
                 future.set_result(None)
 
-    def _wake_job(self, job_id: str) -> None:
+    def _wakejob_from_hash(self, job_id: str) -> None:
         for future in self._job_waiters.get(job_id, ()):
             if not future.done():
                 future.set_result(None)
@@ -545,13 +519,13 @@ class RedisBroker(Broker):
     async def cancel(self, job_id: str) -> Job | None:
         await self._prepared()
         raw = await self._call("cancel", [job_id])
-        return _job(raw) if raw else None
+        return job_from_hash(raw) if raw else None
 
     async def dead(self, limit: int = 100) -> list[Job]:
         await self._prepared()
         if limit <= 0:
             return []
-        return [_job(raw) for raw in await self._call("dead", [str(limit)])]
+        return [job_from_hash(raw) for raw in await self._call("dead", [str(limit)])]
 
     async def requeue_dead(self, job_ids: Sequence[str] | None = None) -> int:
         await self._prepared()
@@ -600,145 +574,7 @@ class RedisBroker(Broker):
         return f"<RedisBroker {self._base[:-1]} on a Redis {kind}, {waiting} waiting>"
 
 
-# -- scripts and arguments -----------------------------------------------------------
-
-
-@functools.cache
-def _lua(part: str) -> str:
-    """One file of lua/, as packaged."""
-    return resources.files(__package__).joinpath("lua", f"{part}.lua").read_text("utf-8")
-
-
-def _source(name: str) -> str:
-    """A script's text: the shared rules, the gate for reserve, then its own body."""
-    parts = ["common", "gate", name] if name == "reserve" else ["common", name]
-    return "\n".join(_lua(part) for part in parts)
-
-
-def _gate_args(gate: GatePolicy) -> list[str]:
-    """JobGate's resolved rules, as lua/gate.lua's gate_rules reads them."""
-    jobgate = JobGate(gate)
-    args = ["1" if gate.order is Order.WEIGHTED else "0", str(jobgate.capacity)]
-    for level in gate.level_set:
-        limits = jobgate.limits(level)
-        args += [str(limits.min), str(limits.max), repr(1.0 / limits.weight)]
-    return args
-
-
-def _allowed(levels: LevelSet, chosen: Collection[str] | None) -> str:
-    """Per rank, '1' if this reservation may take that level's jobs; unknown names raise."""
-    if chosen is None:
-        return "1" * len(levels)
-    ranks = {levels.resolve(name).rank for name in chosen}
-    return "".join("1" if rank in ranks else "0" for rank in range(len(levels)))
-
-
-def _union(masks: Iterable[str]) -> str:
-    """The levels any of ``masks`` takes ('1'/'0' per rank); '' for no masks."""
-    out = ""
-    for mask in masks:
-        out = (
-            mask
-            if not out
-            else "".join("1" if "1" in pair else "0" for pair in zip(out, mask, strict=True))
-        )
-    return out
-
-
-def _fields(job: Job, rank: int) -> list[str | bytes]:
-    """The job hash's fields, for HSET; None is an absent field.
-
-    What the scripts never read is packed into one field, ``data`` (a JSON
-    header line, then the payload): fewer arguments to send and to store.
-    """
-    retry = job.retry
-    header = [
-        job.id, job.task, job.level, job.enqueued_at, job.timeout,
-        retry.base, retry.factor, retry.cap, Jitter(retry.jitter).value, job.retry_chosen,
-    ]  # fmt: skip
-    data = _dumps(header).encode("utf-8") + b"\n" + job.payload
-    out: list[str | bytes] = [
-        b"data", data, b"rank", b"%d" % rank, b"flow", _bytes(job.flow),
-        b"retries", b"%d" % retry.retries, b"attempts", b"0",
-        b"result_ttl", repr(float(job.result_ttl)),
-    ]  # fmt: skip
-    for name in ("deadline", "started_at", "finished_at"):
-        value = getattr(job, name)
-        if value is not None:
-            out += [name, repr(float(value))]
-    if job.result is not None:
-        out += [b"result", job.result]
-    for name in ("error", "traceback", "idempotency_key", "reason"):
-        value = getattr(job, name)
-        if value is not None:
-            out += [name, _bytes(value)]
-    return out
-
-
-def _job(raw: list[bytes]) -> Job:
-    """A `Job` from a job hash's HGETALL."""
-    pairs = iter(raw)
-    h = dict(zip(pairs, pairs, strict=True))
-    get = h.get
-    header, _, payload = h[b"data"].partition(b"\n")
-    job_id, task, level, enqueued_at, timeout, base, factor, cap, jitter, chosen = json.loads(
-        header
-    )
-    return Job(
-        id=job_id,
-        task=task,
-        payload=payload,
-        level=level,
-        flow=_text(get(b"flow", b"")),
-        state=JobState(h[b"state"].decode()),
-        retry=_retry(int(h[b"retries"]), base, factor, cap, jitter),
-        timeout=timeout,
-        deadline=_float(get(b"deadline")),
-        run_at=_float(get(b"run_at")),
-        enqueued_at=enqueued_at,
-        started_at=_float(get(b"started_at")),
-        finished_at=_float(get(b"finished_at")),
-        attempts=int(h[b"attempts"]),
-        worker=_maybe_text(get(b"worker")),
-        lease_until=_float(get(b"lease_until")),
-        result=get(b"result"),
-        error=_maybe_text(get(b"error")),
-        traceback=_maybe_text(get(b"traceback")),
-        idempotency_key=_maybe_text(get(b"idempotency_key")),
-        result_ttl=float(h[b"result_ttl"]),
-        reason=_maybe_text(get(b"reason")),
-        retry_chosen=chosen,
-    )
-
-
-@functools.lru_cache(maxsize=256)
-def _retry(retries: int, base: float, factor: float, cap: float, jitter: str) -> RetryPolicy:
-    return RetryPolicy(retries, base, factor, cap, jitter)
-
-
-#: JSON for the data header: floats as repr (exact), text as is (surrogates escaped)
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "surrogatepass")
-
-
-def _maybe_text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode("utf-8", "surrogatepass")
-
-
-def _float(data: bytes | None) -> float | None:
-    return None if data is None else float(data)
-
-
-def _backoff(failures: int) -> float:
-    """Seconds before trying Redis again: capped exponential, full jitter."""
-    return min(2.0, 0.02 * 2.0 ** min(failures, 7)) * random.random()
+# -- checks ------------------------------------------------------------------------
 
 
 def _is_number(value: object) -> bool:
@@ -751,74 +587,3 @@ def _check_name(what: str, value: object) -> None:
             f"{what} = {value!r}: expected a non-empty name without '{{' or '}}' "
             "(braces would break the Redis Cluster hash tag that keeps a queue's keys together)"
         )
-
-
-# -- clients -------------------------------------------------------------------------
-
-
-def _client(url: str, options: dict[str, object]) -> Client:
-    """A redis-py asyncio client for ``url``, retrying on connection errors and timeouts."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ValueError(f"Redis URL {url!r}: expected {_URL_FORMS}")
-    scheme = url.split("://", 1)[0].lower()
-    settings: dict[str, Any] = {
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=20),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        **options,
-    }
-    try:
-        if scheme in ("redis+cluster", "rediss+cluster"):
-            plain = scheme.removesuffix("+cluster") + url[len(scheme) :]
-            parts = urlsplit(plain)
-            if not parts.hostname:
-                raise ValueError(f"Redis URL {url!r}: name a node of the cluster, {_URL_FORMS}")
-            if parts.path.strip("/") not in ("", "0"):
-                raise ValueError(
-                    f"Redis URL {url!r}: a cluster has only database 0; "
-                    f"remove {parts.path!r} from the URL"
-                )
-            return RedisCluster.from_url(plain, **settings)
-        if scheme in ("redis", "rediss", "unix"):
-            return Redis.from_url(url, **settings)
-    except (ValueError, TypeError) as error:
-        if str(error).startswith("Redis URL"):
-            raise
-        raise ValueError(f"Redis URL {url!r}: {error}") from None
-    raise ValueError(f"Redis URL {url!r}: scheme {scheme!r} is not one of {_URL_FORMS}")
-
-
-def _clone(client: Client) -> Client:
-    """A new client with ``client``'s settings and connections of its own (for `copy`)."""
-    if isinstance(client, RedisCluster):
-        accepted = inspect.signature(RedisCluster.__init__).parameters
-        kwargs = {k: v for k, v in client.connection_kwargs.items() if k in accepted}
-        kwargs["ssl"] = client.connection_kwargs.get("connection_class") is SSLConnection
-        nodes = [ClusterNode(node.host, node.port) for node in client.startup_nodes]
-        return RedisCluster(startup_nodes=nodes, retry=client.retry, **kwargs)
-    pool = client.connection_pool
-    copied = type(pool)(
-        connection_class=pool.connection_class,
-        max_connections=pool.max_connections,
-        **pool.connection_kwargs,
-    )
-    return Redis.from_pool(copied)
-
-
-def _where(client: Client) -> str:
-    """The server a client talks to, as a URL without credentials (for messages)."""
-    if isinstance(client, RedisCluster):
-        nodes = ",".join(f"{node.host}:{node.port}" for node in client.startup_nodes)
-        return f"redis+cluster://{nodes}"
-    kwargs = client.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    scheme = "rediss" if client.connection_pool.connection_class is SSLConnection else "redis"
-    host, port, db = kwargs.get("host", "localhost"), kwargs.get("port", 6379), kwargs.get("db", 0)
-    return f"{scheme}://{host}:{port}/{db}"
-
-
-def _decodes(client: Client) -> bool:
-    """Whether ``client`` decodes replies to str (which the broker cannot use)."""
-    if isinstance(client, RedisCluster):
-        return bool(client.encoder.decode_responses)
-    return bool(client.connection_pool.connection_kwargs.get("decode_responses"))
