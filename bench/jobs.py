@@ -1,7 +1,7 @@
 """Durable jobs benchmark: prioritize on Redis and SQLite beside RQ, Celery and raw Redis.
 
 Run it with ``.venv/bin/python bench/jobs.py`` (``make bench`` runs it with
-the others; about 6 minutes on 2 cores); ``--quick`` is a smoke run of under
+the others; about 8 minutes on 2 cores); ``--quick`` is a smoke run of under
 a minute, ``--json PATH`` also writes every figure. It starts its own
 ``redis-server`` (no persistence) on a free port and puts SQLite files in a
 temporary directory. RQ and Celery are installed,
