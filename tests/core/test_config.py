@@ -131,13 +131,13 @@ def test_simulate_table_is_passed_through_untouched_and_read_only() -> None:
     [
         (
             {"levls": []},
-            "levls: unknown key; did you mean 'levels'? accepted keys: 'default_level', "
-            "'gates', 'levels', 'processes', 'rules', 'simulate', 'trust'",
+            "levls: unknown key; did you mean 'levels'? accepted keys: 'budgets', "
+            "'default_level', 'gates', 'levels', 'processes', 'rules', 'simulate', 'trust'",
         ),
         (
             {"zzz": 1},
-            "zzz: unknown key; accepted keys: 'default_level', 'gates', 'levels', 'processes', "
-            "'rules', 'simulate', 'trust'",
+            "zzz: unknown key; accepted keys: 'budgets', 'default_level', 'gates', 'levels', "
+            "'processes', 'rules', 'simulate', 'trust'",
         ),
         (
             {"levels": "critical"},

@@ -145,6 +145,9 @@ def show_policy(console: Console, policy: Policy, load: LoadSpec | None) -> None
     if "processes" in policy.gates or policy.processes != ProcessPolicy():
         for line in policy.processes.describe(policy.levels, policy.default_level):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for budget in policy.budgets.values():
+        for line in budget.describe():
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if load is not None:
         console.print(_load_line(load), markup=False, highlight=False)
 

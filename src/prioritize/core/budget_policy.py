@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, final
 
-from ..errors import ConfigError, Problem, show
+from ..errors import ConfigError, Problem, did_you_mean, show
 from .levels import DEFAULT_LEVELS, LevelSet
 from .policy import DEFAULT_MAX_WAIT, DEFAULT_QUEUE, Order, Percent
 
@@ -198,7 +198,8 @@ class BudgetPolicy:
         for name, lp in self.levels.items():
             path = f"{base}.levels.{name}"
             if name not in self.level_set:
-                message = f"unknown level {name!r}; valid levels are {self.level_set.names}"
+                hint = did_you_mean(name, self.level_set.names)
+                message = f"unknown level {name!r}; {hint}valid levels are {self.level_set.names}"
                 out.append(Problem(path, message))
                 continue
             out.extend(_level_problems(lp, path))
@@ -246,8 +247,38 @@ class BudgetPolicy:
                         "rate; give it a min, or lower theirs",
                     )
                 )
+            elif (
+                self.rpm is not None
+                and self.rpm * self.burst / 60 * min(share.max, 1 - reserved) < 1
+            ):
+                out.append(
+                    Problem(
+                        path,
+                        f"can never send a request: its part of the {self.burst:g} s burst is "
+                        "less than one request; raise burst",
+                    )
+                )
             reserved += share.min
         return out
+
+    def describe(self) -> list[str]:
+        """The budget in words and one line per level, for ``prioritize check``."""
+        units = {"requests": "rpm", "tokens": "tpm"}
+        rates = ", ".join(f"{rate:g} {units[dim]}" for dim, rate in self.per_minute.items())
+        lines = [
+            f"budget {self.name}: {rates}; burst {self.burst:g} s, order {self.order.value}, "
+            f"queue {self.queue}; a 429 cuts the rate to {self.backoff:g}×, "
+            f"back in {self.recovery:g} s"
+        ]
+        for level, share in zip(self.level_set, self.resolve(), strict=True):
+            floor = ", ".join(f"{share.min * r:g} {units[d]}" for d, r in self.per_minute.items())
+            wait = "∞" if math.isinf(share.max_wait) else f"{share.max_wait:g} s"
+            lines.append(
+                f"  {level.name:<10} min {share.min:>4.0%} ({floor})  max {share.max:>4.0%}  "
+                f"weight {share.weight:g}  queue {share.queue}  max_wait {wait}"
+            )
+        lines += [f"warning: {problem}" for problem in self.warnings()]
+        return lines
 
 
 def _is_whole(value: object) -> bool:
@@ -369,8 +400,8 @@ def _parse_levels(
     for name, value in (table or {}).items():
         level_path = _join(path, str(name))
         if levels is not None and name not in levels:
-            valid = levels.names
-            report.add(level_path, f"unknown level {name!r}; valid levels are {valid}")
+            hint = did_you_mean(name, levels.names)
+            report.add(level_path, f"unknown level {name!r}; {hint}valid levels are {levels.names}")
             continue
         knobs = report.table(value, level_path, _LEVEL_KEYS)
         if knobs is None:

@@ -26,6 +26,7 @@ from typing import TypeGuard, TypeVar, final
 
 from ..adaptive.spec import AdaptiveSpec, parse_adaptive
 from ..errors import ConfigError, Problem, did_you_mean, show, unknown_key
+from .budget_policy import BudgetPolicy, parse_budgets
 from .classify import (
     Classifier,
     Rule,
@@ -66,6 +67,7 @@ class Policy:
     source: str = "<code>"
     adaptive: Mapping[str, AdaptiveSpec] = field(default_factory=dict, hash=False)
     processes: ProcessPolicy = field(default_factory=ProcessPolicy)
+    budgets: Mapping[str, BudgetPolicy] = field(default_factory=dict, hash=False)
     _classifier: Classifier = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +159,11 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
         [processes.levels.bulk]         # nice -20..19, ionice "idle"/"best-effort:N"/
         nice = 19                       #   "realtime:N" (N 0..7), cpu_weight 1..10000
         ionice = "idle"
+        [budgets.openai]                # a rate shared between levels; see docs/llm.md
+        rpm = 500                       # rpm, tpm or both; burst, order, queue, backoff, recovery
+        tpm = 200000
+        [budgets.openai.levels.critical] # min and max: "N%" of the rate; weight, queue, max_wait
+        min = "40%"
     """
     report = _Report()
     top = report.table(data, "", _TOP_KEYS)
@@ -174,14 +181,24 @@ def parse_policy(data: Mapping[str, object], source: str = "<dict>") -> Policy:
     trust = _parse_trust(top.get("trust"), report)
     simulate = report.table(top.get("simulate", {}), "simulate", None)
     processes = parse_processes(top.get("processes"), levels, report)
+    budgets = parse_budgets(top.get("budgets"), levels, report)
     if report.problems or levels is None or default is None or trust is None or simulate is None:
         raise ConfigError(report.problems)
     return Policy(
-        levels, default, gates, tuple(rules), trust, simulate, source, adaptive, processes
+        levels, default, gates, tuple(rules), trust, simulate, source, adaptive, processes, budgets
     )
 
 
-_TOP_KEYS = ("default_level", "gates", "levels", "processes", "rules", "simulate", "trust")
+_TOP_KEYS = (
+    "budgets",
+    "default_level",
+    "gates",
+    "levels",
+    "processes",
+    "rules",
+    "simulate",
+    "trust",
+)
 _GATE_KEYS = ("capacity", "levels", "order", "queue")
 _LEVEL_KEYS = ("max", "max_wait", "min", "queue", "weight")
 _RULE_KEYS = ("headers", "level", "method", "path", "path_prefix", "plan", "tenant")
