@@ -9,6 +9,7 @@ on a directory laid out like a delegated cgroup.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from prioritize.process import ProcessGate, ProcessPriorityError, ProcessPriorityWarning, popen
+from prioritize.process import (
+    ProcessGate,
+    ProcessPriorityError,
+    ProcessPriorityWarning,
+    create_subprocess_exec,
+    create_subprocess_shell,
+    popen,
+    run,
+)
 from prioritize.process._cgroup import own_directory, own_path
 
 from .children import children_of_this_process, policy
@@ -169,3 +178,22 @@ def run_briefly(gate: ProcessGate, level: str) -> int:
     """Start a child that exits at once; its pid."""
     with gate.popen(["true"], level=level, stdout=subprocess.DEVNULL) as child:
         return child.pid
+
+
+def test_every_way_of_starting_a_child_warns_at_the_callers_line(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    configured = policy(processes=weighted("low", 50, f"[processes]\ncgroup = '{missing}'\n"))
+    with pytest.warns(ProcessPriorityWarning) as caught:
+        run(["true"], level="low", policy=configured)
+    with pytest.warns(ProcessPriorityWarning) as caught_method:
+        ProcessGate.of(configured).run(["true"], level="low")
+
+    async def start() -> None:
+        child = await create_subprocess_exec("true", level="low", policy=configured)
+        await child.wait()
+        shell = await create_subprocess_shell("true", level="low", policy=configured)
+        await shell.wait()
+
+    with pytest.warns(ProcessPriorityWarning) as caught_async:
+        asyncio.run(start())
+    assert [w.filename for w in [*caught, *caught_method, *caught_async]] == [__file__] * 4
