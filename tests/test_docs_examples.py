@@ -47,6 +47,7 @@ DOCS = (
     "docs/metrics.md",
     "docs/jobs.md",
     "docs/jobs-api.md",
+    "docs/processes.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

@@ -281,7 +281,6 @@ def _parse_level(raw: object, path: str, report: _Report) -> ProcessPriority | N
     if table is None:
         return None
     nice = report.get(table, "nice", path, NICE_ACCEPTED, _is_nice)
-    weight = report.get(table, "cpu_weight", path, CPU_WEIGHT_ACCEPTED, _is_weight)
     ionice: IoPriority | None = None
     value = table.get("ionice")
     if value is not None:
@@ -289,6 +288,7 @@ def _parse_level(raw: object, path: str, report: _Report) -> ProcessPriority | N
             ionice = IoPriority.parse(value)  # type: ignore[arg-type]  # checked: a str or refused
         except ValueError:
             report.bad(f"{path}.ionice", value, IONICE_ACCEPTED)
+    weight = report.get(table, "cpu_weight", path, CPU_WEIGHT_ACCEPTED, _is_weight)
     return ProcessPriority(nice, ionice, weight)
 
 

@@ -3,8 +3,8 @@
 asyncio starts children from the event loop's own thread (``Popen`` inside
 ``loop.subprocess_exec``), where their priorities could only be set after
 the fact or in a ``preexec_fn``. So the child is started as the threaded
-API starts it (a short-lived thread with the level's priorities, which also
-keeps ``fork``/``exec`` off the event loop) and adopted: its pipes become
+API starts it (from a short-lived thread with the level's priorities; the
+loop waits for that start, as it waits for asyncio's own) and adopted: its pipes become
 `asyncio.StreamReader`/`StreamWriter` through ``connect_read_pipe`` and
 ``connect_write_pipe``, and its exit, seen by the watcher thread that also
 gives its seat back, is passed to the loop with ``call_soon_threadsafe``.
