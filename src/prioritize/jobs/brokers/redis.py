@@ -484,13 +484,13 @@ class RedisBroker(Broker):
         if kind == "ssubscribe":  # (re)subscribed: whatever was missed, look again
             self._wake_work()
             for job_id in list(self._job_waiters):
-                self._wakejob_from_hash(job_id)
+                self._wake_job(job_id)
         elif kind == "smessage" and isinstance(data, bytes):
             if channel == self._wake_channel_bytes:
                 if not self._has_seen(data[1:]):
                     self._wake_work()
             elif data.startswith(b"j"):
-                self._wakejob_from_hash(to_text(data[1:]))
+                self._wake_job(to_text(data[1:]))
 
     def _has_seen(self, seq: bytes) -> bool:
         """Whether our one worker's last reservation came after the job a wakeup is for.
@@ -509,7 +509,7 @@ class RedisBroker(Broker):
             if not future.done():
                 future.set_result(None)
 
-    def _wakejob_from_hash(self, job_id: str) -> None:
+    def _wake_job(self, job_id: str) -> None:
         for future in self._job_waiters.get(job_id, ()):
             if not future.done():
                 future.set_result(None)
