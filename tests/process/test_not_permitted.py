@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
 import pytest
 
+from prioritize.process import ProcessPriorityError
 from prioritize.process._cgroup import own_directory, own_path
 
 HELPER = Path(__file__).with_name("unprivileged.py")
@@ -92,3 +94,12 @@ def test_an_own_cgroup_that_is_not_writable_is_not_delegated() -> None:
         "Delegate=yes); set processes.cgroup to a delegated cgroup v2 directory; the child "
         f"stays in this process's cgroup ({own_path()}) instead"
     ]
+
+
+def test_the_strict_error_survives_pickling() -> None:
+    error = ProcessPriorityError(["level 'low': one", "level 'low': two"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems
+    assert str(copy) == (
+        "2 priorities could not be applied:\n  - level 'low': one\n  - level 'low': two"
+    )

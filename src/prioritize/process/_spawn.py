@@ -57,6 +57,10 @@ class ProcessPriorityError(PrioritizeError, OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[type[ProcessPriorityError], tuple[tuple[str, ...]]]:
+        # picklable with its problems, so it crosses process pools and job results intact
+        return (type(self), (self.problems,))
+
 
 def report(problems: Sequence[str]) -> None:
     """Warn once per problem, pointing at the first line outside this package that led here."""
