@@ -140,7 +140,7 @@ def test_killed_connections_on_a_cluster_lose_nothing(redis_cluster_urls: list[s
 
 async def asleep(broker: RedisBroker) -> None:
     """Until a ``wait_for_work`` of ``broker`` waits for its wakeup (no Redis call left)."""
-    while not (broker._work_waiters and broker._bounds is None):
+    while not (broker._subscriber.work_waiters and broker._bounds is None):
         await asyncio.sleep(0)  # a turn of the loop: lets the waiting task run
 
 

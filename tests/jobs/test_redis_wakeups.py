@@ -52,30 +52,31 @@ class Observed:
         self.broker = broker
         self.wakeups: list[bytes] = []
         self.probes: asyncio.Queue[bytes] = asyncio.Queue()
-        dispatch = broker._dispatch
+        subscriber = broker._subscriber
+        dispatch = subscriber.dispatch
 
         def observe(kind: str, channel: object, data: object) -> None:
             if kind == "smessage" and isinstance(data, bytes):
-                if channel == broker._wake_channel_bytes:
+                if channel == subscriber.wake_channel_bytes:
                     self.wakeups.append(data)
                 elif data.startswith(b"jprobe"):
                     self.probes.put_nowait(data)
             dispatch(kind, channel, data)
 
-        broker._dispatch = observe  # type: ignore[method-assign]
+        subscriber.dispatch = observe  # type: ignore[method-assign]
 
     async def sleep(self, worker: str, limit: int = 1) -> asyncio.Task[None]:
         """Subscribe, reserve nothing (which makes it a sleeper), then wait for work."""
         await guard(self.broker.wait_for_work(LONG), "the wait that subscribes")
         assert await self.broker.reserve(worker, limit, lease=60) == []
         task = asyncio.create_task(self.broker.wait_for_work(LONG))
-        while not self.broker._work_waiters:
+        while not self.broker._subscriber.work_waiters:
             await asyncio.sleep(0)  # a turn of the loop: lets the task start waiting
         return task
 
     async def drained(self, admin: Redis, probe: str) -> None:
         """Until everything published before now has reached this broker's subscriber."""
-        await admin.execute_command("SPUBLISH", self.broker._channel, f"jprobe-{probe}")
+        await admin.execute_command("SPUBLISH", self.broker._subscriber.channel, f"jprobe-{probe}")
         assert await guard(self.probes.get(), "the probe") == f"jprobe-{probe}".encode()
 
 

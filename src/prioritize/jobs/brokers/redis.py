@@ -48,7 +48,7 @@ Wakeups
 -------
 Sharded pub/sub (SPUBLISH from the scripts; SSUBSCRIBE works on a cluster
 and on one server alike), one subscriber task per broker that resolves
-local futures, on two channels: the queue's ``{prefix:queue}:events``,
+local futures (``_redis_subscriber.py``), on two channels: the queue's ``{prefix:queue}:events``,
 where finishing a watched job publishes its id, and the broker's own
 ``{prefix:queue}:wake:<broker id>``. `wait` adds the id to ``watched`` in
 the same script that reads the job, after subscribing, so a finish is
@@ -91,10 +91,8 @@ deadline. Redis ≥ 7.0 (sharded pub/sub, SPUBLISH in scripts).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
-import logging
 import math
 import secrets
 import time
@@ -114,6 +112,7 @@ from ..model import Job, JobState, JobStats, LevelJobStats, Outcome, StoreError
 from ._redis_client import Client, backoff, clone, decodes, make_client, where
 from ._redis_codec import job_fields, job_from_hash, to_bytes, to_text
 from ._redis_scripts import SCRIPTS, allowed, gate_args, outcome_args, source, union
+from ._redis_subscriber import Subscriber
 
 __all__ = ["RedisBroker"]
 
@@ -121,7 +120,6 @@ __all__ = ["RedisBroker"]
 DEFAULT_DEAD_TTL = 7 * 86_400.0
 #: leases reaped, jobs promoted and results dropped per call at most
 UPKEEP_BATCH: Final = 1000
-_log = logging.getLogger(__name__)
 
 
 @final
@@ -158,10 +156,8 @@ class RedisBroker(Broker):
         self._dead_ttl_text = repr(self._dead_ttl).encode()
         self._base = f"{{{prefix}:{queue}}}:"
         self._id = secrets.token_hex(8)
-        self._channel = self._base + "events"
-        #: this broker's own channel: a wakeup for its sleeping workers
-        self._wake_channel = f"{self._base}wake:{self._id}"
-        self._wake_channel_bytes = to_bytes(self._wake_channel)
+        #: the queue's channel, and this broker's own: a wakeup for its sleeping workers
+        self._subscriber = Subscriber(client, self._base + "events", f"{self._base}wake:{self._id}")
         self._base_bytes = to_bytes(self._base)
         self._factory: Callable[[], Client] = functools.partial(clone, client)
         self._scripts: dict[str, AsyncScript] = {
@@ -173,12 +169,7 @@ class RedisBroker(Broker):
         self._nlevels = "0"
         self._gate_args: list[bytes] = []
         self._checked = False
-        self._listener: asyncio.Task[None] | None = None
-        self._subscribed: asyncio.Event | None = None
-        self._job_waiters: dict[str, set[asyncio.Future[None]]] = {}
-        self._work_waiters: set[asyncio.Future[None]] = set()
-        #: wakeups seen for workers, and the count when the last reservation began
-        self._work_gen = 0
+        #: the subscriber's count of wakeups when the last reservation began
         self._seen_gen = 0
         #: our workers with free slots: the levels each takes ('1'/'0' per rank)
         self._hungry: dict[str, str] = {}
@@ -187,8 +178,6 @@ class RedisBroker(Broker):
         self._since = ""
         #: what bounds the next sleep, from the last reservation if it made us a sleeper
         self._bounds: list[bytes] | None = None
-        #: the queue's seq at each of our workers' last reservation (see _dispatch)
-        self._reserved_at: dict[str, int] = {}
 
     @classmethod
     def from_url(
@@ -338,8 +327,8 @@ class RedisBroker(Broker):
     ) -> list[Job]:
         level_set = await self._prepared()
         mask = allowed(level_set, levels)
-        self._seen_gen = self._work_gen
-        wakeable = self._subscribed is not None and self._subscribed.is_set()
+        self._seen_gen = self._subscriber.work_gen
+        wakeable = self._subscriber.is_subscribed
         others = union(mask for name, mask in self._hungry.items() if name != worker)
         middle = [str(limit), repr(float(lease)), str(UPKEEP_BATCH)]
         middle += [self._id if wakeable else "", mask, others or "0" * len(level_set)]
@@ -351,7 +340,7 @@ class RedisBroker(Broker):
             self._hungry.pop(worker, None)
         self._since = "" if wakeable else to_text(reply[1])
         self._bounds = reply[2:4] if wakeable and len(jobs) < limit else None
-        self._reserved_at[worker] = int(reply[1])
+        self._subscriber.reserved_at[worker] = int(reply[1])
         return jobs
 
     async def finish(self, worker: str, outcomes: Sequence[Outcome]) -> list[bool]:
@@ -383,10 +372,11 @@ class RedisBroker(Broker):
         await self._prepared()
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, timeout)
-        watch = "1" if await self._listening(until) else "0"
+        subscriber = self._subscriber
+        watch = "1" if await subscriber.listening(until) else "0"
         while True:
             future: asyncio.Future[None] = loop.create_future()
-            self._job_waiters.setdefault(job_id, set()).add(future)
+            subscriber.job_waiters.setdefault(job_id, set()).add(future)
             try:
                 raw = await self._call("read", [job_id, watch])
                 job = job_from_hash(raw) if raw else None
@@ -395,19 +385,20 @@ class RedisBroker(Broker):
                     return job
                 await asyncio.wait({future}, timeout=left)
             finally:
-                self._forget(job_id, future)
+                subscriber.forget(job_id, future)
 
     async def wait_for_work(self, timeout: float) -> None:
         await self._prepared()
         loop = asyncio.get_running_loop()
         until = loop.time() + max(0.0, timeout)
         future: asyncio.Future[None] = loop.create_future()
-        self._work_waiters.add(future)
+        subscriber = self._subscriber
+        subscriber.work_waiters.add(future)
         try:
-            if not await self._listening(until):
+            if not await subscriber.listening(until):
                 return
-            if self._work_gen != self._seen_gen:  # woken since the last reservation began
-                self._seen_gen = self._work_gen
+            if subscriber.work_gen != self._seen_gen:  # woken since the last reservation began
+                self._seen_gen = subscriber.work_gen
                 return
             bounds, self._bounds = self._bounds, None
             if bounds is None:  # the last reservation did not make us a sleeper: do it now
@@ -422,97 +413,9 @@ class RedisBroker(Broker):
                 if bound:
                     left = min(left, max(0.0, float(bound) - now))
             await asyncio.wait({future}, timeout=max(0.0, left))
-            self._seen_gen = self._work_gen
+            self._seen_gen = subscriber.work_gen
         finally:
-            self._work_waiters.discard(future)
-
-    def _forget(self, job_id: str, future: asyncio.Future[None]) -> None:
-        waiting = self._job_waiters.get(job_id)
-        if waiting is not None:
-            waiting.discard(future)
-            if not waiting:
-                del self._job_waiters[job_id]
-
-    async def _listening(self, until: float) -> bool:
-        """Start the subscriber if needed; True once it is subscribed (False at ``until``)."""
-        if self._listener is None or self._listener.done():
-            self._subscribed = asyncio.Event()
-            self._listener = asyncio.create_task(self._listen(self._subscribed))
-        assert self._subscribed is not None
-        if not self._subscribed.is_set():
-            left = until - asyncio.get_running_loop().time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), max(0.0, left))
-        return self._subscribed.is_set()
-
-    async def _listen(self, subscribed: asyncio.Event) -> None:
-        """The subscriber: dispatch messages; on any failure, back off and subscribe again."""
-        failures = 0
-        while True:
-            pubsub = self._client.pubsub()
-            try:
-                if isinstance(self._client, RedisCluster):
-                    await (
-                        self._client.initialize()
-                        if failures == 0
-                        else self._client.nodes_manager.initialize()
-                    )
-                # one command: once it is confirmed, both channels are subscribed
-                await pubsub.ssubscribe(self._wake_channel, self._channel)
-                while True:
-                    if isinstance(self._client, RedisCluster):
-                        message = await pubsub.get_sharded_message(timeout=None)  # type: ignore[attr-defined]
-                    else:
-                        message = await pubsub.get_message(timeout=None)
-                    if message is None or message["type"] == "sunsubscribe":
-                        raise RedisConnectionError(f"subscription to {self._channel} lost")
-                    if message["type"] == "ssubscribe":
-                        failures = 0
-                        subscribed.set()
-                    self._dispatch(message["type"], message["channel"], message["data"])
-            except (RedisError, OSError) as error:
-                subscribed.clear()
-                failures += 1
-                delay = backoff(failures)
-                _log.warning("%r: subscriber lost (%s); again in %.2fs", self, error, delay)
-                await asyncio.sleep(delay)  # backoff while Redis is away, not synchronisation
-            finally:
-                with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    def _dispatch(self, kind: str, channel: object, data: object) -> None:
-        if kind == "ssubscribe":  # (re)subscribed: whatever was missed, look again
-            self._wake_work()
-            for job_id in list(self._job_waiters):
-                self._wake_job(job_id)
-        elif kind == "smessage" and isinstance(data, bytes):
-            if channel == self._wake_channel_bytes:
-                if not self._has_seen(data[1:]):
-                    self._wake_work()
-            elif data.startswith(b"j"):
-                self._wake_job(to_text(data[1:]))
-
-    def _has_seen(self, seq: bytes) -> bool:
-        """Whether our one worker's last reservation came after the job a wakeup is for.
-
-        With several workers on this broker (each may take other levels), every
-        wakeup counts; so does one that names no seq (handed on: see reserve.lua).
-        """
-        if not seq or len(self._reserved_at) != 1:
-            return False
-        (reserved_at,) = self._reserved_at.values()
-        return int(seq) <= reserved_at
-
-    def _wake_work(self) -> None:
-        self._work_gen += 1
-        for future in self._work_waiters:
-            if not future.done():
-                future.set_result(None)
-
-    def _wake_job(self, job_id: str) -> None:
-        for future in self._job_waiters.get(job_id, ()):
-            if not future.done():
-                future.set_result(None)
+            subscriber.work_waiters.discard(future)
 
     # -- managing ------------------------------------------------------------------
 
@@ -561,15 +464,11 @@ class RedisBroker(Broker):
         return JobStats(out)
 
     async def close(self) -> None:
-        task, self._listener = self._listener, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._subscriber.close()
         await self._client.aclose()
 
     def __repr__(self) -> str:
-        waiting = len(self._work_waiters) + sum(len(w) for w in self._job_waiters.values())
+        waiting = self._subscriber.waiting
         kind = "cluster" if isinstance(self._client, RedisCluster) else "server"
         return f"<RedisBroker {self._base[:-1]} on a Redis {kind}, {waiting} waiting>"
 
