@@ -110,14 +110,18 @@ def start(
         )
     else:
         popen = PrioritizedPopen(args, **kwargs)
-        if has_thread_settings:
+    try:
+        if has_thread_settings and not IS_LINUX:
             problems += apply_to_pid(level.name, priority, popen.pid)
-            _stop_if(strict, problems, popen)
-    if directory is not None and weight is not None:
-        problem = cgroups.move(level.name, weight, popen.pid, directory)
-        problems += [problem] if problem else []
-        _stop_if(strict, problems, popen)
-    popen.hold(gate, seat, level, problems, on_exit)
+            _raise_if(strict, problems)
+        if directory is not None and weight is not None:
+            problem = cgroups.move(level.name, weight, popen.pid, directory)
+            problems += [problem] if problem else []
+            _raise_if(strict, problems)
+        popen.hold(gate, seat, level, problems, on_exit)
+    except BaseException:  # strict, or interrupted: no child runs without its seat and watcher
+        _kill(popen)
+        raise
     return popen, problems
 
 
@@ -161,12 +165,6 @@ def _start_in_thread(
 
 def _raise_if(strict: bool, problems: list[str]) -> None:
     if strict and problems:
-        raise ProcessPriorityError(problems)
-
-
-def _stop_if(strict: bool, problems: list[str], popen: PrioritizedPopen) -> None:
-    if strict and problems:
-        _kill(popen)
         raise ProcessPriorityError(problems)
 
 
