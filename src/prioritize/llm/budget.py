@@ -233,6 +233,11 @@ class Spend(RateTicket):
             raise ValueError(f"tokens = {tokens!r}: expected the actual count, a number ≥ 0")
         self._actual = float(tokens)
 
+    @property
+    def is_refused(self) -> bool:
+        """`refused` was called: the call ends as a provider's refusal."""
+        return self._refused
+
     def refused(self, retry_after: float | None = None) -> None:
         """The provider refused the call (429): the budget backs off when the block ends."""
         self._refused = True

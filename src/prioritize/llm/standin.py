@@ -40,33 +40,9 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "prioritize.llm.standin needs Starlette and uvicorn: pip install 'prioritize[http]'"
     ) from exc
 
-__all__ = ["StandIn", "count_tokens", "create_app", "main", "serve"]
+from .tokens import count_tokens, prompt_tokens, text_of
 
-_PER_MESSAGE = 3
-
-
-def count_tokens(text: str) -> int:
-    """Tokens of a text as the stand-in counts them: one per four characters, rounded up."""
-    return math.ceil(len(text) / 4)
-
-
-def prompt_tokens(body: dict[str, object]) -> int:
-    """The prompt's tokens: each message's text (strings or text blocks) and ``system``."""
-    total = 0
-    messages = body.get("messages")
-    for message in messages if isinstance(messages, list) else []:
-        total += _PER_MESSAGE + count_tokens(
-            _text(message.get("content") if isinstance(message, dict) else "")
-        )
-    return total + count_tokens(_text(body.get("system", "")))
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
+__all__ = ["StandIn", "count_tokens", "create_app", "main", "prompt_tokens", "serve"]
 
 
 @dataclass
@@ -104,6 +80,8 @@ class StandIn:
     served: int = 0
     refused: int = 0
     tokens: int = 0
+    #: the headers of the last request, lower-cased names
+    last_headers: dict[str, str] = field(default_factory=dict)
     _requests: _Bucket = field(init=False)
     _tokens: _Bucket = field(init=False)
     _ids: itertools.count[int] = field(init=False, default_factory=itertools.count)
@@ -171,6 +149,7 @@ def _duration(seconds: float) -> str:
 
 
 async def _call(standin: StandIn, request: Request, kind: str) -> JSONResponse:
+    standin.last_headers = dict(request.headers)
     try:
         body = await request.json()
     except ValueError:
@@ -238,7 +217,7 @@ async def _call(standin: StandIn, request: Request, kind: str) -> JSONResponse:
 def _reply(body: dict[str, object], tokens: int) -> str:
     messages = body.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else {}
-    said = _text(last.get("content") if isinstance(last, dict) else "")
+    said = text_of(last.get("content") if isinstance(last, dict) else "")
     return f"echo: {said}"[: tokens * 4]
 
 
