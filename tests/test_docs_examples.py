@@ -48,6 +48,7 @@ DOCS = (
     "docs/jobs.md",
     "docs/jobs-api.md",
     "docs/processes.md",
+    "docs/llm.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
