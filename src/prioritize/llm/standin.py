@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 
 try:
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - depends on the install
@@ -154,6 +154,8 @@ async def _call(standin: StandIn, request: Request, kind: str) -> JSONResponse:
         body = await request.json()
     except ValueError:
         return _error(kind, 400, "invalid_request_error", "the body is not JSON")
+    except ClientDisconnect:  # the caller gave up before sending its body: nothing to answer
+        return JSONResponse(None, status_code=499)
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return _error(kind, 400, "invalid_request_error", "'messages' must be an array")
     asked = body.get(
