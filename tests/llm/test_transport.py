@@ -101,7 +101,7 @@ def test_the_level_comes_from_the_header_then_the_current_level(
 
 
 def test_a_critical_call_goes_before_a_queued_low_batch(url: str) -> None:
-    b = budget(rpm=600, burst=0.2)  # 2 calls at once, then one every 0.1 s
+    b = budget(rpm=120, burst=1)  # 2 calls at once, then one every 0.5 s
 
     async def main() -> list[str]:
         client = openai_client(url, b)
@@ -123,7 +123,9 @@ def test_a_critical_call_goes_before_a_queued_low_batch(url: str) -> None:
         return done
 
     done = asyncio.run(main())
-    assert done.index("critical") <= 3  # at most the two in flight and one slot ahead of it
+    # the two sent at once, at most one slot granted while the critical call was being made;
+    # in FIFO order it would come after all eight
+    assert done.index("critical") <= 3
 
 
 def test_a_429_backs_the_budget_off_and_the_clients_retry_waits_in_it() -> None:
