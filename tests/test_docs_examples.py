@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -49,6 +52,7 @@ DOCS = (
     "docs/jobs-api.md",
     "docs/processes.md",
     "docs/llm.md",
+    "docs/databases.md",
 )
 
 _FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -92,10 +96,29 @@ def test_python_example_runs(block: Block, monkeypatch: pytest.MonkeyPatch) -> N
     assert re.search(r"^\s*assert\b", block.text, re.MULTILINE), (
         f"{block.id}: an example shows its outcome with an assert"
     )
+    if block.doc == "docs/databases.md":
+        _require_postgres()
     monkeypatch.chdir(ROOT)
     code = compile(block.text, block.id, "exec")
     with contextlib.redirect_stdout(io.StringIO()):
         exec(code, {"__name__": f"docs_example_{block.line}"})
+
+
+def _require_postgres() -> None:
+    """The database examples need the PostgreSQL `make test` starts: else skip, or fail under CI."""
+    dsn = os.environ.get(
+        "DATABASE_URL", "postgresql://prioritize:prioritize@127.0.0.1:5432/postgres"
+    )
+    try:
+        with socket.create_connection(
+            (urlsplit(dsn).hostname or "", urlsplit(dsn).port or 5432), 5
+        ):
+            return
+    except OSError as exc:
+        message = f"PostgreSQL for docs/databases.md at {dsn!r} not reachable: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.mark.parametrize("block", TOML, ids=lambda b: b.id)
