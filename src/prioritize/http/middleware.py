@@ -307,9 +307,11 @@ class _FreedOnAnswer:
         self._slot: Slot | None = slot
 
     async def send(self, message: Message) -> None:
-        await self._send(message)
         if self._slot is not None and message["type"] in _WEBSOCKET_ANSWERS:
-            self.release()  # admitted at connect: the seat is not kept for the session
+            # admitted at connect: the seat is not kept for the session, and is back
+            # before the client can see the answer
+            self.release()
+        await self._send(message)
 
     def release(self) -> None:
         """Give the seat back, once (the app may end without answering)."""
