@@ -33,7 +33,7 @@ test: lint services
 
 # Every benchmark, one after the other; ARGS go to each (--quick for a smoke run),
 # JSON_DIR=dir also writes dir/<name>.json per benchmark.
-BENCHES := core aio executor queues adaptive http jobs llm
+BENCHES := core aio executor queues adaptive http jobs llm db
 bench: $(STAMP)
 	@for b in $(BENCHES); do \
 	  if [ -f bench/$$b.py ]; then \
