@@ -53,7 +53,7 @@ max_wait = 0.05
 max_wait = inf
 """
 
-DEADLINE = 30.0
+DEADLINE = 20.0
 
 
 def reserved_policy() -> Policy:
