@@ -144,7 +144,7 @@ def test_misuse_is_named() -> None:
         Budget.from_policy(parse_policy({"budgets": {"api": {"rpm": 1}}}), "nope")
     with pytest.raises(TypeError, match="Budget\\(\\) takes a BudgetPolicy, not int"):
         Budget(60)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"tokens = -1.0: expected an estimate, a number ≥ 0"):
+    with pytest.raises(ValueError, match=r"tokens = -1: expected an estimate, a number ≥ 0"):
         b.spend("low", tokens=-1)
     spend = b.spend("low")
     with pytest.raises(TicketStateError, match="holds no budget: report usage inside the block"):

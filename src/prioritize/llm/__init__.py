@@ -1,9 +1,10 @@
 """LLM provider budgets: requests and tokens per minute shared by priority.
 
-`Budget` (asyncio) spends a provider's rate by each level's share of it;
-`BudgetTransport` and `SyncBudgetTransport` (``pip install
-'prioritize[llm]'``, httpx) put the official ``openai`` and ``anthropic``
-clients behind a budget with one argument. `prioritize.llm.standin` is a
+`Budget` (asyncio) and `SyncBudget` (threads) spend a provider's rate by
+each level's share of it; `prioritize.llm.transport`'s `BudgetTransport`
+and `SyncBudgetTransport` (``pip install 'prioritize[llm]'``, httpx) put
+the official ``openai`` and ``anthropic`` clients, async and sync, behind a
+budget with one argument. `prioritize.llm.standin` is a
 small provider stand-in that enforces real limits, for tests and demos.
 See docs/llm.md.
 """
@@ -15,5 +16,15 @@ from ..core.budget_policy import BudgetLevelPolicy as BudgetLevelPolicy
 from ..core.budget_policy import BudgetPolicy as BudgetPolicy
 from .budget import Budget as Budget
 from .budget import Spend as Spend
+from .sync_budget import SyncBudget as SyncBudget
+from .sync_budget import SyncSpend as SyncSpend
 
-__all__ = ["Budget", "BudgetLevelPolicy", "BudgetPolicy", "RateScheduler", "Spend"]
+__all__ = [
+    "Budget",
+    "BudgetLevelPolicy",
+    "BudgetPolicy",
+    "RateScheduler",
+    "Spend",
+    "SyncBudget",
+    "SyncSpend",
+]

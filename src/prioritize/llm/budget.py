@@ -25,14 +25,14 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from types import TracebackType
 from typing import TypeVar, final
 
-from ..context import current_level
 from ..core.budget import RateScheduler
 from ..core.budget_policy import BudgetPolicy
-from ..core.budget_tickets import BudgetStats, RateTicket
+from ..core.budget_tickets import BudgetStats
 from ..core.config import Policy
 from ..core.levels import Level
 from ..core.tickets import Reason, Ticket, TicketState
-from ..errors import ConfigError, PrioritizeError, Problem, Rejected, TicketStateError, did_you_mean
+from ..errors import PrioritizeError, Rejected
+from ._shared import Settling, check_policy, default_of, find_budget, level_of
 
 __all__ = ["Budget", "Spend"]
 
@@ -55,13 +55,8 @@ class Budget:
     __slots__ = ("_default", "_loop", "_scheduler", "_timer", "_timer_at")
 
     def __init__(self, policy: BudgetPolicy, *, default_level: Level | str | None = None) -> None:
-        if not isinstance(policy, BudgetPolicy):
-            raise TypeError(f"Budget() takes a BudgetPolicy, not {type(policy).__name__}")
-        self._scheduler = RateScheduler(policy)
-        levels = policy.level_set
-        self._default = levels[len(levels) // 2] if default_level is None else None
-        if default_level is not None:
-            self._default = levels.resolve(default_level)
+        self._scheduler = RateScheduler(check_policy("Budget", policy))
+        self._default = default_of(policy.level_set, default_level)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -69,13 +64,7 @@ class Budget:
     @classmethod
     def from_policy(cls, policy: Policy, name: str) -> Budget:
         """The budget called ``name`` in a policy (``load_policy()`` or ``parse_policy()``)."""
-        budget = policy.budgets.get(name)
-        if budget is None:
-            defined = ", ".join(repr(b) for b in policy.budgets) or "none"
-            hint = did_you_mean(name, policy.budgets)
-            message = f"no such budget in {policy.source}; {hint}budgets defined: {defined}"
-            raise ConfigError([Problem(f"budgets.{name}", message)])
-        return cls(budget, default_level=policy.default_level.name)
+        return cls(find_budget(policy, name), default_level=policy.default_level.name)
 
     # -- spending ------------------------------------------------------------------------
 
@@ -92,7 +81,9 @@ class Budget:
         Waits as the policy says (at most the level's ``max_wait``, and at
         most ``timeout`` seconds if given) and raises `Rejected` when shed.
         """
-        return Spend(self, self._level(level), flow, float(tokens), timeout)
+        return Spend(
+            self, level_of(self._scheduler.levels, self._default, level), flow, tokens, timeout
+        )
 
     async def call(
         self,
@@ -142,15 +133,6 @@ class Budget:
 
     # -- the adapter -----------------------------------------------------------------------
 
-    def _level(self, level: Level | str | None) -> Level:
-        levels = self._scheduler.levels
-        if level is None:
-            current = current_level()
-            if current is not None and current.name in levels:
-                return levels[current.name]
-            return self._default  # type: ignore[return-value]
-        return levels.resolve(level)
-
     def _now(self) -> float:
         return self._bind().time()
 
@@ -198,7 +180,7 @@ class Budget:
         return f"<Budget {s.name}: {s.in_flight} in flight, {s.waiting} waiting>"
 
 
-class Spend(RateTicket):
+class Spend(Settling):
     """Budget for one call of a `Budget`, held with ``async with``; use it once.
 
     Inside the block, `actual` reports the call's real token count and
@@ -206,7 +188,7 @@ class Spend(RateTicket):
     the call either way (with the estimate if neither was said).
     """
 
-    __slots__ = ("_actual", "_budget", "_refused", "_retry_after", "_timeout")
+    __slots__ = ("_budget",)
 
     def __init__(
         self,
@@ -216,32 +198,8 @@ class Spend(RateTicket):
         tokens: float,
         timeout: float | None,
     ) -> None:
-        if not isinstance(tokens, float) or not 0 <= tokens < float("inf"):
-            raise ValueError(f"tokens = {tokens!r}: expected an estimate, a number ≥ 0")
-        super().__init__(level, flow, None, True, tokens)
+        super().__init__(level, flow, tokens, timeout)
         self._budget = budget
-        self._timeout = timeout
-        self._actual: float | None = None
-        self._refused = False
-        self._retry_after: float | None = None
-
-    def actual(self, tokens: float) -> None:
-        """The call's real token count, as the provider reported it (``usage``)."""
-        if self.state is not _GRANTED:
-            raise TicketStateError(f"{self!r} holds no budget: report usage inside the block")
-        if not isinstance(tokens, int | float) or isinstance(tokens, bool) or not tokens >= 0:
-            raise ValueError(f"tokens = {tokens!r}: expected the actual count, a number ≥ 0")
-        self._actual = float(tokens)
-
-    @property
-    def is_refused(self) -> bool:
-        """`refused` was called: the call ends as a provider's refusal."""
-        return self._refused
-
-    def refused(self, retry_after: float | None = None) -> None:
-        """The provider refused the call (429): the budget backs off when the block ends."""
-        self._refused = True
-        self._retry_after = retry_after
 
     async def __aenter__(self) -> Spend:
         budget = self._budget
@@ -274,8 +232,4 @@ class Spend(RateTicket):
         tb: TracebackType | None,
     ) -> None:
         budget = self._budget
-        now = budget._now()
-        if self._refused:
-            budget._settle(budget._scheduler.refused(self, now, self._retry_after))
-        else:
-            budget._settle(budget._scheduler.settle(self, now, self._actual))
+        budget._settle(self.end(budget._scheduler, budget._now()))
