@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from prioritize.llm.standin import StandIn, count_tokens, prompt_tokens, serve
+from prioritize.llm.tokens import stream_usage
 from prioritize.testing import VirtualClock
 
 CHAT = "/v1/chat/completions"
@@ -59,6 +60,29 @@ def test_anthropic_shape_answers_with_usage_and_its_headers(client: httpx.Client
     assert body["usage"] == {"input_tokens": 6, "output_tokens": 10}
     assert response.headers["anthropic-ratelimit-requests-remaining"] == "2"
     assert response.headers["anthropic-ratelimit-tokens-reset"].endswith("Z")
+
+
+def test_asked_to_stream_it_answers_in_each_providers_event_stream(client: httpx.Client) -> None:
+    chat = client.post(CHAT, json={**ask(), "stream": True})
+    assert chat.headers["content-type"].startswith("text/event-stream")
+    assert chat.headers["x-ratelimit-remaining-requests"] == "2"
+    data = [line[6:] for line in chat.text.splitlines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    assert '"content":"echo: hello there"' in data[1]
+    assert stream_usage(chat.content) is None  # usage only when asked for
+    with_usage = {**ask(), "stream": True, "stream_options": {"include_usage": True}}
+    assert stream_usage(client.post(CHAT, json=with_usage).content) == 16
+    messages = client.post(MESSAGES, json={**ask("hi"), "stream": True})
+    names = [line[7:] for line in messages.text.splitlines() if line.startswith("event: ")]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert stream_usage(messages.content) == 4 + 10
 
 
 def test_requests_over_the_rpm_get_429_with_retry_after(

@@ -9,7 +9,8 @@ up front (so a large ``max_tokens`` counts against the limit, as it does
 upstream); the unused part is given back when it is answered. Over the
 limit it answers ``429`` with ``Retry-After`` (and ``retry-after-ms``) and
 each provider's own rate-limit headers; every answer reports ``usage``.
-The reply is an echo of the last user message, after ``latency`` seconds.
+The reply is an echo of the last user message, after ``latency`` seconds,
+as JSON or, asked with ``"stream": true``, as each provider's event stream.
 
 Tokens are counted as providers roughly do for English text: a token per
 four characters, plus a few per message. ``GET /stats`` reports what was
@@ -33,13 +34,14 @@ from datetime import UTC, datetime
 try:
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "prioritize.llm.standin needs Starlette and uvicorn: pip install 'prioritize[http]'"
     ) from exc
 
+from ._standin_events import events
 from .tokens import count_tokens, prompt_tokens, text_of
 
 __all__ = ["StandIn", "count_tokens", "create_app", "main", "prompt_tokens", "serve"]
@@ -148,7 +150,7 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest:.0f}s" if minutes else f"{rest:.3g}s"
 
 
-async def _call(standin: StandIn, request: Request, kind: str) -> JSONResponse:
+async def _call(standin: StandIn, request: Request, kind: str) -> Response:
     standin.last_headers = dict(request.headers)
     try:
         body = await request.json()
@@ -213,6 +215,11 @@ async def _call(standin: StandIn, request: Request, kind: str) -> JSONResponse:
             "stop_sequence": None,
             "usage": {"input_tokens": prompt, "output_tokens": output},
         }
+    if body.get("stream") is True:
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        content = events(kind, payload, include_usage)
+        return Response(content, media_type="text/event-stream", headers=standin.headers(kind))
     return JSONResponse(payload, headers=standin.headers(kind))
 
 
@@ -240,10 +247,10 @@ def create_app(standin: StandIn | None = None, **limits: float) -> Starlette:
     """The ASGI app of a stand-in provider (``create_app(rpm=60, tpm=10000)``)."""
     provider = standin if standin is not None else StandIn(**limits)  # type: ignore[arg-type]
 
-    async def openai(request: Request) -> JSONResponse:
+    async def openai(request: Request) -> Response:
         return await _call(provider, request, "openai")
 
-    async def anthropic(request: Request) -> JSONResponse:
+    async def anthropic(request: Request) -> Response:
         return await _call(provider, request, "anthropic")
 
     async def stats(request: Request) -> JSONResponse:
