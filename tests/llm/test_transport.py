@@ -178,6 +178,36 @@ def test_a_shed_call_raises_rejected_from_the_client(url: str) -> None:
     assert 0 < rejected.retry_after <= 1.0  # the next request slot, at 60 rpm
 
 
+def test_event_streams_are_reconciled_when_they_close(url: str) -> None:
+    b = budget(rpm=600, tpm=100_000)
+
+    async def main() -> str:
+        client = openai_client(url, b, level="critical")
+        stream = await client.chat.completions.create(
+            model="m",
+            messages=ASK,
+            max_tokens=500,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async with stream:
+            assert [c.usage.total_tokens for c in [c async for c in stream] if c.usage] == [22]
+        await client.close()
+        transport = BudgetTransport(b, httpx2.AsyncHTTPTransport(), level="low")
+        http = httpx2.AsyncClient(transport=transport)  # type: ignore[arg-type]
+        messages = anthropic.AsyncAnthropic(base_url=url, api_key="x", http_client=http)
+        async with messages.messages.stream(model="m", max_tokens=500, messages=ASK) as events:
+            text = "".join([t async for t in events.text_stream])
+        await messages.close()
+        return text
+
+    assert asyncio.run(main()) == "echo: hello there"
+    critical, low = b.stats().levels[0], b.stats().levels[3]
+    assert critical.spent == {"requests": 1.0, "tokens": pytest.approx(22)}  # 506 reserved
+    assert low.spent == {"requests": 1.0, "tokens": pytest.approx(22)}
+    assert b.stats().in_flight == 0
+
+
 def test_estimates_count_the_prompt_and_max_tokens() -> None:
     body = b'{"messages": [{"role": "user", "content": "abcdefgh"}], "max_tokens": 100}'
     assert estimate_tokens(body) == 3 + 2 + 100
