@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prioritize import Rejected, UnknownLevelError, level_scope, parse_policy
 from prioritize.core import DEFAULT_LEVELS, Reason
@@ -25,6 +27,7 @@ from prioritize.testing import VirtualClock
 from tests.process.children import eventually, in_thread
 
 FOREVER = BudgetLevelPolicy(max_wait=math.inf)
+TIMEOUTS: list[float | None] = [None, 0.002, 0.05]
 
 
 def budget(clock: Callable[[], float] | None = None, **knobs: object) -> SyncBudget:
@@ -221,6 +224,63 @@ def test_the_watching_waiter_sheds_another_past_its_max_wait() -> None:
     b.close()
     low.join()
     assert len(log) == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    plans=st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["critical", "low", "bulk"]), st.sampled_from(TIMEOUTS)),
+            min_size=1,
+            max_size=6,
+        ),
+        min_size=2,
+        max_size=6,
+    )
+)
+def test_contending_threads_each_end_once_and_never_beyond_the_rate(
+    plans: list[list[tuple[str, float | None]]],
+) -> None:
+    levels = {
+        "critical": BudgetLevelPolicy(min="30%", max_wait=math.inf),
+        "low": BudgetLevelPolicy(max="50%", queue=3, max_wait=math.inf),
+        "bulk": BudgetLevelPolicy(max_wait=0.01),
+    }
+    b = budget(rpm=12_000, burst=0.02, queue=6, levels=levels)  # 4 at once, then 200 a second
+    granted_at: list[float] = []
+    lock = threading.Lock()
+
+    def run(plan: list[tuple[str, float | None]]) -> list[object]:
+        ends: list[object] = []
+        for level, timeout in plan:
+            try:
+                with b.spend(level, timeout=timeout) as spend:
+                    assert spend.granted_at is not None
+                    with lock:
+                        granted_at.append(spend.granted_at)
+                    ends.append("granted")
+            except Rejected as shed:
+                ends.append(shed.reason)
+        return ends
+
+    workers = [in_thread(lambda plan=plan: run(plan)) for plan in plans]
+    ends = []
+    for (thread, outcome), plan in zip(workers, plans, strict=True):
+        thread.join()
+        (one,) = outcome
+        assert isinstance(one, list)
+        assert len(one) == len(plan)  # every call ended, once
+        ends += one
+    stats = b.stats()
+    assert (stats.waiting, stats.in_flight) == (0, 0)
+    assert sum(lv.granted for lv in stats.levels) == ends.count("granted") == len(granted_at)
+    refused = sum(sum(lv.shed.values()) + lv.cancelled for lv in stats.levels)
+    assert refused == len(ends) - ends.count("granted")
+    # a bucket of 4 refilling at 200 a second: never more grants in any span
+    times = sorted(granted_at)
+    for i, start in enumerate(times):
+        for j in range(i, len(times)):
+            assert j - i + 1 <= 4 + 200 * (times[j] - start) + 1e-6
 
 
 # -- interruption -----------------------------------------------------------------------

@@ -206,6 +206,9 @@ class SyncBudget:
                     return
                 now = self._clock()
                 if now >= stop:
+                    self._settle(self._scheduler.advance(now), spend)
+                    if spend.state is not _WAITING:
+                        return  # its turn came at the last moment: served, not timed out
                     changed = self._scheduler.cancel(spend, now)
                     retry_after = self._scheduler.retry_after(spend.level, now, spend.tokens)
                     self._settle(changed, spend)
